@@ -1,0 +1,158 @@
+"""Compatibility fixes that let vissl 0.1.6 (and the classy_vision bundled in its wheel) run on
+Python 3.11, numpy 2, torch 2.14 and setuptools >= 81.
+
+Every fix is applied from outside the host packages, once, by :func:`apply`, which
+``import vissl_ext`` calls before anything imports vissl. Each one names what it repairs.
+"""
+import collections
+import collections.abc
+import io
+import sys
+import types
+import warnings
+
+_APPLIED = False
+
+
+def _fix_numpy_aliases():
+    # numpy >= 1.24 removed np.float/np.int/np.bool/np.object; VISSL's mean_ap_meter,
+    # svm_utils/evaluate, cutmixup_collator and classy's autoaugment still use them.
+    import numpy as np
+
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _fix_collections_abc():
+    # Python 3.10 removed collections.MutableMapping (vissl/utils/misc.py flatten_dict,
+    # classy_vision/generic/util.py, classy visdom hook).
+    for name in ("MutableMapping", "Mapping", "Sequence", "Iterable"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+
+
+def _fix_pkg_resources():
+    # setuptools >= 81 no longer ships pkg_resources; vissl/utils/misc.py imports it at top
+    # level (for resource_filename of its dataset catalog) and collect_env for get_distribution.
+    try:
+        import pkg_resources  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    import importlib.metadata
+    import importlib.util
+    import os
+
+    shim = types.ModuleType("pkg_resources")
+
+    def resource_filename(package, resource):
+        spec = importlib.util.find_spec(package)
+        base = list(spec.submodule_search_locations)[0] if spec.submodule_search_locations else os.path.dirname(spec.origin)
+        return os.path.join(base, resource)
+
+    class _Dist:
+        def __init__(self, name):
+            self.version = importlib.metadata.version(name)
+
+    shim.resource_filename = resource_filename
+    shim.get_distribution = _Dist
+    shim.DistributionNotFound = importlib.metadata.PackageNotFoundError
+    sys.modules["pkg_resources"] = shim
+
+
+def _fix_torchvision_kinetics():
+    # torchvision >= 0.15 removed datasets.kinetics.Kinetics400; the classy_vision bundled
+    # with vissl imports it at module level (classy_vision/dataset/classy_kinetics400.py),
+    # which breaks `import classy_vision.dataset`. Kinetics(num_classes="400") is its successor.
+    import torchvision.datasets.kinetics as kinetics
+
+    if not hasattr(kinetics, "Kinetics400"):
+        kinetics.Kinetics400 = kinetics.Kinetics
+
+
+def _fix_ddp_sync_params():
+    # torch removed DistributedDataParallel._sync_params; VISSL's manual gradient reduction
+    # (vissl/utils/activation_checkpointing.manual_sync_params) calls it. Its job (broadcast
+    # buffers from rank 0 before forward) is what _sync_buffers does now.
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if not hasattr(DDP, "_sync_params"):
+        def _sync_params(self):
+            if self.will_sync_module_buffers():
+                self._sync_buffers()
+
+        DDP._sync_params = _sync_params
+
+
+def _fix_broadcast_object():
+    # classy's broadcast_object copies the pickled object through torch.ByteTensor(memoryview),
+    # an element-by-element Python copy that takes seconds per checkpoint load even with one
+    # process. Same protocol, with zero-copy frombuffer and a shortcut when there is no peer.
+    import classy_vision.generic.distributed_util as du
+    import torch
+
+    if getattr(du.broadcast_object, "_vissl_ext", False):
+        return
+
+    def broadcast_object(obj, src=du._PRIMARY_RANK, use_disk=True):
+        if du.get_world_size() == 1:
+            return obj
+        if du.get_rank() == src:
+            buffer = io.BytesIO()
+            torch.save(obj, buffer)
+            data = bytearray(buffer.getbuffer())
+            du.broadcast(torch.LongTensor([len(data)]), src=src)
+            du.broadcast(torch.frombuffer(data, dtype=torch.uint8), src=src)
+            return obj
+        length = du.broadcast(torch.LongTensor([0]), src=src)
+        data_tensor = du.broadcast(torch.empty([int(length.item())], dtype=torch.uint8), src=src)
+        return torch.load(io.BytesIO(data_tensor.numpy().tobytes()), weights_only=False)
+
+    broadcast_object._vissl_ext = True
+    du.broadcast_object = broadcast_object
+    for mod_name in ("vissl.utils.checkpoint", "vissl.trainer.trainer_main", "classy_vision.tasks.classification_task"):
+        mod = sys.modules.get(mod_name)
+        if mod is not None and hasattr(mod, "broadcast_object"):
+            mod.broadcast_object = broadcast_object
+
+
+def _fix_torch_load_weights_only():
+    # torch >= 2.6 defaults torch.load(weights_only=True); VISSL checkpoints hold numpy scalars,
+    # AttrDict configs and classy state, so VISSL's own loads (vissl/utils/checkpoint.py
+    # via iopath) fail with "Weights only load failed". VISSL loads files the user points at.
+    import torch
+
+    if getattr(torch.load, "_vissl_ext", False):
+        return
+    _orig = torch.load
+
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return _orig(*args, **kwargs)
+
+    load._vissl_ext = True
+    torch.load = load
+
+
+def _quiet_hydra_version_base():
+    # hydra 1.3 warns on every compose that version_base is unset (VISSL's compose call).
+    warnings.filterwarnings("ignore", message=".*version_base.*")
+    warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
+
+
+def apply():
+    """Apply every fix once (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _quiet_hydra_version_base()
+    _fix_numpy_aliases()
+    _fix_collections_abc()
+    _fix_pkg_resources()
+    _fix_torchvision_kinetics()
+    _fix_ddp_sync_params()
+    _fix_torch_load_weights_only()
+    _fix_broadcast_object()
+    _APPLIED = True

@@ -1,0 +1,421 @@
+"""Video decoding: probing, random access by frame index, and frame-folder reading.
+
+Random access never decodes from the start of a file: PyAV seeks to the nearest keyframe at or
+before the wanted frame and decodes forward; several wanted frames in one GOP share that decode.
+Frame index i means the i-th frame in presentation order (the order of sorted packet pts).
+"""
+import bisect
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DECODERS = ("pyav", "opencv")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video (or one of its frames) cannot be read; the message names the file."""
+
+
+@dataclass
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    # presentation timestamps of every frame, sorted (PyAV probes only); keyframe pts sorted
+    pts: Optional[List[int]] = None
+    key_pts: Optional[List[int]] = None
+    time_base: Optional[str] = None
+    extra: Dict = field(default_factory=dict)
+
+
+def is_video_file(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def resize_short_side(img: Image.Image, short_side: int) -> Image.Image:
+    """Resize so that min(w, h) == short_side (keeps aspect); no-op for short_side <= 0."""
+    if not short_side or short_side <= 0:
+        return img
+    w, h = img.size
+    s = min(w, h)
+    if s == short_side:
+        return img
+    scale = short_side / s
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img.resize(size, Image.BILINEAR)
+
+
+def _scaled_size(width: int, height: int, short_side: int):
+    if not short_side or short_side <= 0:
+        return width, height
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# --------------------------------------------------------------------------------------------
+# probing
+# --------------------------------------------------------------------------------------------
+def probe_video(path: str, decoder: str = "pyav") -> VideoInfo:
+    """Frame count, size, fps and (PyAV) the pts of every frame and keyframe.
+
+    PyAV probing demuxes packets without decoding them (fast), then decodes one frame to make
+    sure the stream is decodable. Raises VideoDecodeError naming the file.
+    """
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(f"{path}: file is empty (0 bytes)")
+    if decoder == "pyav":
+        return _probe_pyav(path)
+    if decoder == "opencv":
+        return _probe_opencv(path)
+    raise ValueError(f"unknown decoder '{decoder}', expected one of {DECODERS}")
+
+
+def _probe_pyav(path: str) -> VideoInfo:
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as e:  # av.error.* for corrupt headers, unknown formats
+        raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        pts, key_pts = [], []
+        truncated = None
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    key_pts.append(packet.pts)
+        except Exception as e:  # a truncated file ends demuxing early: keep what was read
+            truncated = f"{type(e).__name__}: {e}"
+        if not pts:
+            raise VideoDecodeError(f"{path}: no decodable video packets" + (f" ({truncated})" if truncated else ""))
+        pts.sort()
+        key_pts.sort()
+        if not key_pts or key_pts[0] > pts[0]:
+            key_pts.insert(0, pts[0])
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        ctx = stream.codec_context
+        info = VideoInfo(
+            num_frames=len(pts), fps=float(rate), width=int(ctx.width), height=int(ctx.height),
+            pts=pts, key_pts=key_pts, time_base=str(stream.time_base),
+        )
+        if truncated:
+            info.extra["truncated"] = truncated
+            logging.warning(f"{path}: demuxing stopped early ({truncated}); using its first {len(pts)} frames")
+    finally:
+        container.close()
+    # decode the first frame: catches files whose packets exist but do not decode
+    reader = PyAVReader(path, info)
+    try:
+        reader.read([0])
+    finally:
+        reader.close()
+    return info
+
+
+def _probe_opencv(path: str) -> VideoInfo:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise VideoDecodeError(f"{path}: OpenCV cannot open it")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise VideoDecodeError(f"{path}: first frame does not decode")
+        h, w = frame.shape[:2]
+        if n <= 0:  # some containers do not store a count: count by grabbing
+            n = 1
+            while cap.grab():
+                n += 1
+        return VideoInfo(num_frames=n, fps=fps, width=w, height=h)
+    finally:
+        cap.release()
+
+
+# --------------------------------------------------------------------------------------------
+# random access
+# --------------------------------------------------------------------------------------------
+class PyAVReader:
+    """Reads frames by index with keyframe seeking. Not thread-safe; one per worker process."""
+
+    def __init__(self, path: str, info: VideoInfo):
+        if info.pts is None:
+            raise ValueError(f"{path}: PyAV reading needs pts from probe_video(decoder='pyav')")
+        self.path = path
+        self.info = info
+        self._container = None
+        self._stream = None
+
+    def _open(self):
+        import av
+
+        self._container = av.open(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+
+    def close(self):
+        if self._container is not None:
+            self._container.close()
+        self._container = None
+
+    def _keyframe_before(self, p: int) -> int:
+        kp = self.info.key_pts
+        i = bisect.bisect_right(kp, p) - 1
+        return kp[max(i, 0)]
+
+    def read(self, indices: Sequence[int], short_side: int = 0) -> List[Image.Image]:
+        """PIL RGB images of the given frame indices (any order, repeats allowed)."""
+        n = self.info.num_frames
+        for i in indices:
+            if not 0 <= i < n:
+                raise VideoDecodeError(f"{self.path}: frame {i} out of range [0, {n})")
+        try:
+            return self._read(indices, short_side)
+        except VideoDecodeError:
+            self.close()
+            raise
+        except Exception as e:
+            self.close()
+            raise VideoDecodeError(f"{self.path}: decoding frames {list(indices)} failed ({type(e).__name__}: {e})") from e
+
+    def _read(self, indices, short_side):
+        if self._container is None:
+            self._open()
+        pts = self.info.pts
+        wanted = sorted(set(pts[i] for i in indices))
+        # group targets by the keyframe that starts their GOP: one seek + one decode pass each
+        groups = OrderedDict()
+        for t in wanted:
+            groups.setdefault(self._keyframe_before(t), []).append(t)
+        found = {}
+        for kf, targets in groups.items():
+            found.update(self._decode_group(kf, targets))
+        out = {}
+        for t, frame in found.items():
+            w, h = _scaled_size(frame.width, frame.height, short_side)
+            if (w, h) != (frame.width, frame.height):
+                out[t] = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_image()
+            else:
+                out[t] = frame.to_image()
+        return [out[pts[i]] for i in indices]
+
+    # frames a decoder may emit out of pts order (B-frame reordering, broken streams)
+    _REORDER_SLACK = 16
+
+    def _decode_group(self, kf: int, targets: List[int]):
+        """Seek to keyframe kf and decode forward until every target pts is seen.
+
+        Streams exist whose decoded pts are not monotonic or that drop a frame; a target never
+        emitted is served by the nearest decoded frame within two frame durations.
+        """
+        self._container.seek(kf, stream=self._stream, backward=True, any_frame=False)
+        remaining = set(targets)
+        last = targets[-1]
+        best = {}  # target -> (distance, frame)
+        past = 0
+        for f in self._container.decode(self._stream):
+            if f.pts is None:
+                continue
+            for t in targets:
+                d = abs(f.pts - t)
+                if t not in best or d < best[t][0]:
+                    best[t] = (d, f)
+            remaining.discard(f.pts)
+            if not remaining:
+                break
+            if f.pts > last:
+                past += 1
+                if past > self._REORDER_SLACK:
+                    break
+        pts = self.info.pts
+        step = (pts[-1] - pts[0]) / max(len(pts) - 1, 1)
+        out = {}
+        for t in targets:
+            if t not in best or best[t][0] > 2 * step + 1:
+                raise VideoDecodeError(f"{self.path}: frame at pts {t} does not decode (truncated or corrupt stream?)")
+            out[t] = best[t][1]
+        return out
+
+
+class OpenCVReader:
+    """Reads frames by index with cv2.VideoCapture (its own seeking)."""
+
+    def __init__(self, path: str, info: VideoInfo):
+        self.path = path
+        self.info = info
+        self._cap = None
+        self._pos = None  # index of the next frame read() returns
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+        self._cap = None
+
+    def read(self, indices: Sequence[int], short_side: int = 0) -> List[Image.Image]:
+        import cv2
+
+        n = self.info.num_frames
+        if self._cap is None:
+            self._cap = cv2.VideoCapture(self.path)
+            self._pos = 0
+            if not self._cap.isOpened():
+                self.close()
+                raise VideoDecodeError(f"{self.path}: OpenCV cannot open it")
+        out = {}
+        for i in sorted(set(indices)):
+            if not 0 <= i < n:
+                raise VideoDecodeError(f"{self.path}: frame {i} out of range [0, {n})")
+            if self._pos is None or i < self._pos or i - self._pos > 16:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                self._pos = i
+            while self._pos < i:  # short hop: grab (no colour conversion) instead of seeking
+                self._cap.grab()
+                self._pos += 1
+            ok, frame = self._cap.read()
+            self._pos += 1
+            if not ok or frame is None:
+                self.close()
+                raise VideoDecodeError(f"{self.path}: frame {i} does not decode")
+            img = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            out[i] = resize_short_side(img, short_side)
+        return [out[i] for i in indices]
+
+
+def make_reader(path: str, info: VideoInfo, decoder: str = "pyav"):
+    if decoder == "pyav":
+        return PyAVReader(path, info)
+    if decoder == "opencv":
+        return OpenCVReader(path, info)
+    raise ValueError(f"unknown decoder '{decoder}', expected one of {DECODERS}")
+
+
+class ReaderCache:
+    """A small per-process LRU of open readers (opening a container costs more than a seek)."""
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._readers: "OrderedDict[str, object]" = OrderedDict()
+        self._pid = os.getpid()
+
+    def get(self, path: str, info: VideoInfo, decoder: str):
+        if os.getpid() != self._pid:  # forked worker: never share containers with the parent
+            self._readers = OrderedDict()
+            self._pid = os.getpid()
+        key = f"{decoder}:{path}"
+        r = self._readers.pop(key, None)
+        if r is None:
+            r = make_reader(path, info, decoder)
+        self._readers[key] = r
+        while len(self._readers) > self.capacity:
+            _, old = self._readers.popitem(last=False)
+            old.close()
+        return r
+
+    def __getstate__(self):  # readers hold open files: never pickle them into workers
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state):
+        self.__init__(state["capacity"])
+
+
+def read_image(path: str, short_side: int = 0) -> Image.Image:
+    """An RGB frame from disk; JPEGs are decoded at reduced scale when much larger than needed."""
+    try:
+        with Image.open(path) as img:
+            if short_side and img.format == "JPEG":
+                w, h = img.size
+                # draft picks a DCT scale >= requested size: exact resize follows
+                img.draft("RGB", _scaled_size(w, h, short_side))
+            img = img.convert("RGB")
+    except Exception as e:
+        raise VideoDecodeError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    return resize_short_side(img, short_side)
+
+
+def decode_sequential(path: str, decoder: str = "pyav"):
+    """Yield (frame_index, pts_seconds, PIL image) for every frame, in order (extraction)."""
+    if decoder == "pyav":
+        import av
+
+        try:
+            container = av.open(path)
+        except Exception as e:
+            raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
+        try:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = float(stream.time_base) if stream.time_base else None
+            i = 0
+            try:
+                for frame in container.decode(stream):
+                    t = frame.time if frame.time is not None else (frame.pts * tb if (frame.pts is not None and tb) else None)
+                    yield i, t, frame
+                    i += 1
+            except av.error.FFmpegError as e:
+                if i == 0:
+                    raise VideoDecodeError(f"{path}: no frame decodes ({type(e).__name__}: {e})") from e
+                logging.warning(f"{path}: decoding stopped after {i} frames ({type(e).__name__}: {e})")
+        finally:
+            container.close()
+    elif decoder == "opencv":
+        import cv2
+
+        cap = cv2.VideoCapture(path)
+        if not cap.isOpened():
+            raise VideoDecodeError(f"{path}: OpenCV cannot open it")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        i = 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield i, i / fps, frame
+                i += 1
+        finally:
+            cap.release()
+        if i == 0:
+            raise VideoDecodeError(f"{path}: no frame decodes")
+    else:
+        raise ValueError(f"unknown decoder '{decoder}', expected one of {DECODERS}")
+
+
+def frame_to_pil(frame, short_side: int = 0) -> Image.Image:
+    """A PyAV VideoFrame or an OpenCV BGR array as an RGB PIL image, short side resized."""
+    if isinstance(frame, np.ndarray):
+        import cv2
+
+        h, w = frame.shape[:2]
+        W, H = _scaled_size(w, h, short_side)
+        if (W, H) != (w, h):
+            frame = cv2.resize(frame, (W, H), interpolation=cv2.INTER_AREA)
+        return Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    W, H = _scaled_size(frame.width, frame.height, short_side)
+    if (W, H) != (frame.width, frame.height):
+        return frame.reformat(width=W, height=H, format="rgb24", interpolation="AREA").to_image()
+    return frame.to_image()

@@ -1,0 +1,119 @@
+"""Registration helpers that VISSL lacks: a decorator for data sources and a hook registry.
+
+VISSL keeps data sources in a plain dict (``vissl.data.DATASET_SOURCE_MAP``) and builds hooks
+from the ``hook_generator`` handed to ``launch_distributed``. These helpers let this plugin, and
+any project that imports it, extend both the same way::
+
+    from vissl_ext.registry import register_data_source, register_hook_factory
+
+    @register_data_source("my_source")
+    class MySource: ...
+
+    @register_hook_factory("my_hooks")
+    def my_hooks(cfg):
+        return [MyHook()] if cfg.get("MY_FLAG", False) else []
+
+Registration is idempotent for the same object (module re-imports in spawned workers) and
+refuses a different object under a taken name.
+"""
+import logging
+from collections import OrderedDict
+from typing import Callable, Dict, List
+
+_HOOK_FACTORIES: "OrderedDict[str, Callable]" = OrderedDict()
+
+
+def _same(a, b) -> bool:
+    # A module re-imported under another name (spawned workers, __main__) yields a new object
+    # with the same qualified name: treat it as the same registration.
+    return a is b or (
+        getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
+        and getattr(a, "__module__", "").split(".")[-1] == getattr(b, "__module__", "").split(".")[-1]
+    )
+
+
+def register_data_source(name: str, with_subset: bool = False):
+    """Class decorator: add a data source to VISSL's DATASET_SOURCE_MAP under ``name``.
+
+    with_subset: whether VISSL's DATA_LIMIT sub-sampling may index this source directly.
+    """
+    from vissl.data import DATA_SOURCES_WITH_SUBSET_SUPPORT, DATASET_SOURCE_MAP
+
+    def wrap(cls):
+        existing = DATASET_SOURCE_MAP.get(name)
+        if existing is not None and not _same(existing, cls):
+            raise ValueError(f"data source '{name}' is already registered to {existing!r}")
+        DATASET_SOURCE_MAP[name] = cls
+        if with_subset:
+            DATA_SOURCES_WITH_SUBSET_SUPPORT.add(name)
+        return cls
+
+    return wrap
+
+
+def register_collator(name: str):
+    """Like vissl's register_collator, but idempotent across re-imports."""
+    from vissl.data.collators import COLLATOR_REGISTRY, register_collator as _host
+
+    def wrap(fn):
+        existing = COLLATOR_REGISTRY.get(name)
+        if existing is not None:
+            if not _same(existing, fn):
+                raise ValueError(f"collator '{name}' is already registered to {existing!r}")
+            COLLATOR_REGISTRY[name] = fn
+            return fn
+        return _host(name)(fn)
+
+    return wrap
+
+
+def register_transform(name: str, makes_copies: bool = False):
+    """Register a classy/VISSL transform; ``makes_copies`` marks transforms that turn one
+    entry of sample["data"] into several (VISSL then flattens data, labels and indices)."""
+    from classy_vision.dataset.transforms import TRANSFORM_REGISTRY
+    from classy_vision.dataset.transforms import register_transform as _host
+    from vissl.data.ssl_transforms.ssl_transforms_wrapper import DEFAULT_TRANSFORM_TYPES
+
+    def wrap(cls):
+        existing = TRANSFORM_REGISTRY.get(name)
+        if existing is None:
+            _host(name)(cls)
+        elif not _same(existing, cls):
+            raise ValueError(f"transform '{name}' is already registered to {existing!r}")
+        copies = DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_COPIES"]
+        if makes_copies and name not in copies:
+            copies.append(name)
+        return cls
+
+    return wrap
+
+
+def register_hook_factory(name: str):
+    """Register ``fn(cfg) -> List[ClassyHook]``; :func:`hook_generator` appends its hooks to
+    VISSL's default ones."""
+
+    def wrap(fn):
+        existing = _HOOK_FACTORIES.get(name)
+        if existing is not None and not _same(existing, fn):
+            raise ValueError(f"hook factory '{name}' is already registered to {existing!r}")
+        _HOOK_FACTORIES[name] = fn
+        return fn
+
+    return wrap
+
+
+def hook_factories() -> Dict[str, Callable]:
+    return dict(_HOOK_FACTORIES)
+
+
+def hook_generator(cfg) -> List:
+    """VISSL's default hooks followed by every registered factory's hooks."""
+    from vissl.hooks import default_hook_generator
+
+    hooks = list(default_hook_generator(cfg))
+    for name, factory in _HOOK_FACTORIES.items():
+        extra = list(factory(cfg) or [])
+        if extra:
+            logging.info(f"vissl_ext hook factory '{name}' adds {[type(h).__name__ for h in extra]}")
+        hooks.extend(extra)
+    return hooks
