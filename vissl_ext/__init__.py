@@ -31,6 +31,7 @@ def register_all():
 _COMPONENT_MODULES = [
     "vissl_ext.data.transforms",
     "vissl_ext.data.video_sources",
+    "vissl_ext.data.catalog",
 ]
 
 register_all()

@@ -138,8 +138,12 @@ def _fix_torch_load_weights_only():
 
 def _quiet_hydra_version_base():
     # hydra 1.3 warns on every compose that version_base is unset (VISSL's compose call).
-    warnings.filterwarnings("ignore", message=".*version_base.*")
+    warnings.filterwarnings("ignore", message="(?s).*version_base.*")
     warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
+    # classy_vision's video transforms import deprecated torchvision modules and use
+    # torch.jit.script at import: warnings on every start that users cannot act on.
+    warnings.filterwarnings("ignore", message=".*_transforms_video.*|.*_functional_video.*")
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated.*")
 
 
 def apply():

@@ -1,0 +1,71 @@
+"""Our config values, their defaults, and validation at config time (in the launcher, before any
+worker starts) so that a wrong value fails with a message naming the key."""
+from typing import Any, Dict
+
+# config.DATA.<SPLIT>.VIDEO: how the video data sources read and pair frames
+VIDEO_DEFAULTS: Dict[str, Any] = {
+    "FRAMES_PER_VIDEO": 3,  # baseline: N uniformly spaced frames per video (paper: 3)
+    "PAIR_GAP": 1,  # k: pairs (z_i, z_{i+k}) with i mod k == 0
+    "PAIR_GAP_MAX": 0,  # > PAIR_GAP: k drawn per sample from [PAIR_GAP, PAIR_GAP_MAX]
+    "DECODER": "pyav",  # pyav | opencv (videos read directly, no extraction)
+    "SHORT_SIDE": 0,  # resize frames so the short side is this (0: as stored)
+    "MAX_RETRIES": 10,  # unreadable sample: try this many other samples before failing
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def video_cfg(cfg, split: str) -> Dict[str, Any]:
+    """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
+    user = dict(cfg["DATA"][split].get("VIDEO", {}) or {})
+    unknown = set(user) - set(VIDEO_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"config.DATA.{split}.VIDEO has unknown keys {sorted(unknown)}; known: {sorted(VIDEO_DEFAULTS)}")
+    out = dict(VIDEO_DEFAULTS)
+    out.update(user)
+    return out
+
+
+def validate_video_cfg(v: Dict[str, Any], where: str):
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(f"{where}.{msg}")
+
+    need(isinstance(v["FRAMES_PER_VIDEO"], int) and v["FRAMES_PER_VIDEO"] >= 1,
+         f"FRAMES_PER_VIDEO must be an integer >= 1, got {v['FRAMES_PER_VIDEO']!r}")
+    need(isinstance(v["PAIR_GAP"], int) and v["PAIR_GAP"] >= 1, f"PAIR_GAP (k) must be an integer >= 1, got {v['PAIR_GAP']!r}")
+    need(isinstance(v["PAIR_GAP_MAX"], int) and (v["PAIR_GAP_MAX"] == 0 or v["PAIR_GAP_MAX"] >= v["PAIR_GAP"]),
+         f"PAIR_GAP_MAX must be 0 (fixed k) or >= PAIR_GAP={v['PAIR_GAP']}, got {v['PAIR_GAP_MAX']!r}")
+    need(v["DECODER"] in ("pyav", "opencv"), f"DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
+    need(isinstance(v["SHORT_SIDE"], int) and v["SHORT_SIDE"] >= 0, f"SHORT_SIDE must be an integer >= 0, got {v['SHORT_SIDE']!r}")
+    need(isinstance(v["MAX_RETRIES"], int) and v["MAX_RETRIES"] >= 0, f"MAX_RETRIES must be >= 0, got {v['MAX_RETRIES']!r}")
+
+
+# config validators of other components register here: fn(config) raising ConfigError
+_VALIDATORS = []
+
+
+def register_config_validator(fn):
+    if fn not in _VALIDATORS:
+        _VALIDATORS.append(fn)
+    return fn
+
+
+@register_config_validator
+def _validate_video_splits(config):
+    from vissl_ext.data.video_sources import VIDEO_SOURCE_NAMES
+
+    for split in ("TRAIN", "TEST"):
+        if split not in config["DATA"]:
+            continue
+        sources = list(config["DATA"][split].get("DATA_SOURCES", []) or [])
+        if "VIDEO" in config["DATA"][split] or any(s in VIDEO_SOURCE_NAMES for s in sources):
+            validate_video_cfg(video_cfg(config, split), f"config.DATA.{split}.VIDEO")
+
+
+def validate_config(config):
+    """Run every registered validator on a composed VISSL config (AttrDict)."""
+    for fn in _VALIDATORS:
+        fn(config)

@@ -1,0 +1,148 @@
+"""VISSL data sources over videos: single frames (baseline MoCo v2 on N frames per video) and
+temporal frame pairs (Frame Temporal Invariance).
+
+``DATA_PATHS`` entries are a manifest (``manifest.json`` from tools/extract_frames.py), a folder
+holding one, or a folder of videos / frame folders (indexed at start-up). Settings come from
+``config.DATA.<split>.VIDEO`` (see vissl_ext.config.VIDEO_DEFAULTS).
+
+A sample that cannot be read (corrupt frame, truncated video) is logged with its file, counted,
+and replaced by another sample; training goes on. Videos with no usable sample (shorter than
+the pair gap, unreadable) are counted and logged at start-up.
+"""
+import logging
+import os
+import random
+from typing import List, Tuple
+
+from vissl_ext.config import validate_video_cfg, video_cfg
+from vissl_ext.data.extraction import entries_for_directory
+from vissl_ext.data.manifest import VideoEntry, load_manifest
+from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
+from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image
+from vissl_ext.registry import register_data_source
+
+VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs")
+
+
+def load_videos(path: str, decoder: str) -> List[VideoEntry]:
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json")):
+        path = os.path.join(path, "manifest.json")
+    if os.path.isdir(path):
+        logging.warning(f"{path}: indexing videos at start-up; tools/extract_frames.py --index-only writes a manifest once")
+        entries, failures = entries_for_directory(path, decoder)
+        if failures:
+            logging.warning(f"{path}: {len(failures)} unreadable videos skipped, e.g. {failures[:3]}")
+        return entries
+    return load_manifest(path)
+
+
+class _VideoSource:
+    """Shared reading logic; subclasses define the sample index."""
+
+    def __init__(self, cfg, data_source, path, split, dataset_name):
+        self.cfg = cfg
+        self.split = split
+        self.data_source = data_source
+        self.dataset_name = dataset_name
+        self.vcfg = video_cfg(cfg, split)
+        validate_video_cfg(self.vcfg, f"config.DATA.{split}.VIDEO")
+        self.path = path
+        self.videos = load_videos(path, self.vcfg["DECODER"])
+        self._readers = ReaderCache()
+        self.num_failed_reads = 0
+        self.samples = self._build_samples()
+        if not self.samples:
+            raise ValueError(f"{data_source}: no usable sample in {path} (see the warnings above for skipped videos)")
+
+    def _build_samples(self) -> list:
+        raise NotImplementedError
+
+    def _read(self, v: VideoEntry, positions: List[int]):
+        short = self.vcfg["SHORT_SIDE"]
+        if v.is_frame_folder:
+            return [read_image(v.frame_path(p), short) for p in positions]
+        decoder = v.extra.get("decoder", self.vcfg["DECODER"])
+        reader = self._readers.get(v.source, v.video_info(), decoder)
+        return reader.read([v.frame_indices[p] for p in positions], short)
+
+    def _load(self, idx: int):
+        raise NotImplementedError
+
+    def __getitem__(self, idx: int):
+        tries = self.vcfg["MAX_RETRIES"]
+        for attempt in range(tries + 1):
+            try:
+                return self._load(idx), True
+            except VideoDecodeError as e:
+                self.num_failed_reads += 1
+                logging.warning(f"{self.data_source}: sample {idx} unreadable, skipped ({e}); "
+                                f"{self.num_failed_reads} skipped in this worker")
+                # another sample, deterministic in idx so that workers agree on nothing shared
+                idx = random.Random(idx * 7919 + attempt).randrange(len(self))
+        raise VideoDecodeError(f"{self.data_source}: {tries + 1} samples in a row unreadable; data in {self.path} looks broken")
+
+    def __len__(self):
+        return len(self.samples)
+
+    def num_samples(self):
+        return len(self)
+
+    def get_image_paths(self):
+        return [self.videos[s[0]].id for s in self.samples]
+
+
+@register_data_source("video_frames", with_subset=True)
+class VideoFramesSource(_VideoSource):
+    """One frame per sample: FRAMES_PER_VIDEO uniformly spaced frames of every video."""
+
+    def _build_samples(self):
+        n = self.vcfg["FRAMES_PER_VIDEO"]
+        samples, short = [], 0
+        for vi, v in enumerate(self.videos):
+            pos = uniform_positions(v.num_frames, n)
+            short += len(pos) < n
+            samples += [(vi, p) for p in pos]
+        if short:
+            logging.warning(f"video_frames: {short} videos have fewer than {n} frames; all their frames are used")
+        return samples
+
+    def _load(self, idx):
+        vi, p = self.samples[idx]
+        return self._read(self.videos[vi], [p])[0]
+
+
+@register_data_source("video_frame_pairs", with_subset=True)
+class VideoFramePairsSource(_VideoSource):
+    """Two frames per sample, (z_i, z_{i+k}) with i mod k == 0, returned as a list [z_i, z_{i+k}].
+
+    Follow it with the VideoFramesToViews transform: each frame becomes its own view and gets
+    its own augmentation, so VISSL's MoCo collator, loss and hook train
+    query = t_i(z_i) against key = t_j(z_{i+k}) unchanged.
+    """
+
+    def _build_samples(self):
+        k = self.vcfg["PAIR_GAP"]
+        samples, too_short, gap_skips = [], [], 0
+        for vi, v in enumerate(self.videos):
+            pairs, skipped = pair_anchors(v.frame_indices, k)
+            gap_skips += skipped
+            if not pairs:
+                too_short.append(v.id)
+            samples += [(vi, a, b) for a, b in pairs]
+        if too_short:
+            logging.warning(f"video_frame_pairs: {len(too_short)} videos have no pair at gap k={k} "
+                            f"(too short), skipped: {too_short[:5]}")
+        if gap_skips:
+            logging.warning(f"video_frame_pairs: {gap_skips} pairs skipped because the partner frame is missing (gaps)")
+        self.num_short_videos = len(too_short)
+        self.num_gap_skips = gap_skips
+        return samples
+
+    def _load(self, idx):
+        vi, a, b = self.samples[idx]
+        v = self.videos[vi]
+        k_max = self.vcfg["PAIR_GAP_MAX"]
+        if k_max > self.vcfg["PAIR_GAP"]:
+            choices = partner_choices(v.frame_indices, a, self.vcfg["PAIR_GAP"], k_max)
+            b = random.choice(choices) if choices else b
+        return self._read(v, [a, b])
