@@ -118,24 +118,6 @@ def _fix_broadcast_object():
             mod.broadcast_object = broadcast_object
 
 
-def _fix_torch_load_weights_only():
-    # torch >= 2.6 defaults torch.load(weights_only=True); VISSL checkpoints hold numpy scalars,
-    # AttrDict configs and classy state, so VISSL's own loads (vissl/utils/checkpoint.py
-    # via iopath) fail with "Weights only load failed". VISSL loads files the user points at.
-    import torch
-
-    if getattr(torch.load, "_vissl_ext", False):
-        return
-    _orig = torch.load
-
-    def load(*args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return _orig(*args, **kwargs)
-
-    load._vissl_ext = True
-    torch.load = load
-
-
 def _quiet_hydra_version_base():
     # hydra 1.3 warns on every compose that version_base is unset (VISSL's compose call).
     warnings.filterwarnings("ignore", message="(?s).*version_base.*")
@@ -157,6 +139,5 @@ def apply():
     _fix_pkg_resources()
     _fix_torchvision_kinetics()
     _fix_ddp_sync_params()
-    _fix_torch_load_weights_only()
     _fix_broadcast_object()
     _APPLIED = True

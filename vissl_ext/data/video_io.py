@@ -5,6 +5,7 @@ before the wanted frame and decodes forward; several wanted frames in one GOP sh
 Frame index i means the i-th frame in presentation order (the order of sorted packet pts).
 """
 import bisect
+import heapq
 import logging
 import os
 from collections import OrderedDict
@@ -355,6 +356,9 @@ def read_image(path: str, short_side: int = 0) -> Image.Image:
     return resize_short_side(img, short_side)
 
 
+_REORDER_WINDOW = 16  # frames held back to restore pts order
+
+
 def decode_sequential(path: str, decoder: str = "pyav"):
     """Yield (frame_index, pts_seconds, PIL image) for every frame, in order (extraction)."""
     if decoder == "pyav":
@@ -371,15 +375,31 @@ def decode_sequential(path: str, decoder: str = "pyav"):
             stream.thread_type = "AUTO"
             tb = float(stream.time_base) if stream.time_base else None
             i = 0
+            # Some streams (e.g. H.264 with a wrong reorder depth) emit frames out of pts order:
+            # a small heap restores presentation order, so frame i here is frame i of the pts
+            # table PyAVReader seeks by (extracted and directly decoded frames agree).
+            heap, seq = [], 0
+
+            def emit(frame):
+                t = frame.time if frame.time is not None else (frame.pts * tb if (frame.pts is not None and tb) else None)
+                return t, frame
+
             try:
                 for frame in container.decode(stream):
-                    t = frame.time if frame.time is not None else (frame.pts * tb if (frame.pts is not None and tb) else None)
-                    yield i, t, frame
-                    i += 1
+                    heapq.heappush(heap, (frame.pts if frame.pts is not None else -1, seq, frame))
+                    seq += 1
+                    if len(heap) > _REORDER_WINDOW:
+                        t, f = emit(heapq.heappop(heap)[2])
+                        yield i, t, f
+                        i += 1
             except av.error.FFmpegError as e:
-                if i == 0:
+                if i + len(heap) == 0:
                     raise VideoDecodeError(f"{path}: no frame decodes ({type(e).__name__}: {e})") from e
-                logging.warning(f"{path}: decoding stopped after {i} frames ({type(e).__name__}: {e})")
+                logging.warning(f"{path}: decoding stopped after {i + len(heap)} frames ({type(e).__name__}: {e})")
+            while heap:
+                t, f = emit(heapq.heappop(heap)[2])
+                yield i, t, f
+                i += 1
         finally:
             container.close()
     elif decoder == "opencv":

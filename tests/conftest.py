@@ -1,0 +1,25 @@
+"""Fixtures shared by every test folder; utilities live in vissl_ext_testing.py."""
+import pytest
+
+from vissl_ext_testing import REPO, extract, shared_path
+
+
+@pytest.fixture
+def shared():
+    return shared_path
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def video_frames_dir(tmp_path_factory):
+    """Two real videos of ../shared/data extracted once (stride 4, short side 96)."""
+    bag = shared_path("video_pysot_bag", "bag.avi")
+    cup = shared_path("video_opencv", "cup.mp4")
+    out = tmp_path_factory.mktemp("frames")
+    s = extract([bag, cup], out, stride=4, max_frames=40)
+    assert s["failed"] == 0 and s["videos_in_manifest"] == 2
+    return out
