@@ -20,10 +20,15 @@ def register_all():
     if _REGISTERED:
         return
     import importlib
+    import os
 
     for mod in _COMPONENT_MODULES:
         importlib.import_module(mod)
     _REGISTERED = True
+    # Other projects' plugin modules, comma-separated: the environment reaches every process
+    # VISSL's launcher spawns, so their registrations exist in each worker too.
+    for mod in filter(None, (m.strip() for m in os.environ.get("VISSL_EXT_PLUGINS", "").split(","))):
+        importlib.import_module(mod)
 
 
 # Modules whose import registers components. Other projects add theirs with the decorators of
@@ -31,7 +36,16 @@ def register_all():
 _COMPONENT_MODULES = [
     "vissl_ext.data.transforms",
     "vissl_ext.data.video_sources",
+    "vissl_ext.data.box_transforms",
+    "vissl_ext.data.region_collator",
+    "vissl_ext.data.region_pairs",
+    "vissl_ext.models.region_trunk",
+    "vissl_ext.models.region_head",
+    "vissl_ext.losses.temporal_contrastive_loss",
+    "vissl_ext.hooks.temporal_contrastive_hook",
     "vissl_ext.data.catalog",
+    "vissl_ext.invariance.data_source",
+    "vissl_ext.invariance.engine",
 ]
 
 register_all()

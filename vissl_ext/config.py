@@ -10,6 +10,7 @@ VIDEO_DEFAULTS: Dict[str, Any] = {
     "DECODER": "pyav",  # pyav | opencv (videos read directly, no extraction)
     "SHORT_SIDE": 0,  # resize frames so the short side is this (0: as stored)
     "MAX_RETRIES": 10,  # unreadable sample: try this many other samples before failing
+    "MAX_REGION_PAIRS": 8,  # video_region_pairs: at most this many region pairs per frame pair
 }
 
 
@@ -41,6 +42,8 @@ def validate_video_cfg(v: Dict[str, Any], where: str):
     need(v["DECODER"] in ("pyav", "opencv"), f"DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
     need(isinstance(v["SHORT_SIDE"], int) and v["SHORT_SIDE"] >= 0, f"SHORT_SIDE must be an integer >= 0, got {v['SHORT_SIDE']!r}")
     need(isinstance(v["MAX_RETRIES"], int) and v["MAX_RETRIES"] >= 0, f"MAX_RETRIES must be >= 0, got {v['MAX_RETRIES']!r}")
+    need(isinstance(v["MAX_REGION_PAIRS"], int) and v["MAX_REGION_PAIRS"] >= 1,
+         f"MAX_REGION_PAIRS must be an integer >= 1, got {v['MAX_REGION_PAIRS']!r}")
 
 
 # config validators of other components register here: fn(config) raising ConfigError

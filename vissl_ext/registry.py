@@ -88,6 +88,46 @@ def register_transform(name: str, makes_copies: bool = False):
     return wrap
 
 
+def _idempotent(registry: dict, name: str, what: str):
+    """Decorator writing into a host registry dict; VISSL's and classy's own decorators raise
+    on the re-import that a spawned worker or a reloaded module does."""
+
+    def wrap(obj):
+        existing = registry.get(name)
+        if existing is not None and not _same(existing, obj):
+            raise ValueError(f"{what} '{name}' is already registered to {existing!r}")
+        registry[name] = obj
+        return obj
+
+    return wrap
+
+
+def register_model_trunk(name: str):
+    """Class decorator: a VISSL model trunk (config.MODEL.TRUNK.NAME)."""
+    from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
+
+    return _idempotent(MODEL_TRUNKS_REGISTRY, name, "model trunk")
+
+
+def register_model_head(name: str):
+    """Class decorator: a VISSL model head (config.MODEL.HEAD.PARAMS entries)."""
+    from vissl.models.heads import MODEL_HEADS_REGISTRY
+
+    return _idempotent(MODEL_HEADS_REGISTRY, name, "model head")
+
+
+def register_loss(name: str):
+    """Class decorator: a loss (config.LOSS.name), in classy vision's registry as VISSL's are."""
+    from classy_vision.losses import LOSS_CLASS_NAMES, LOSS_REGISTRY
+
+    def wrap(cls):
+        _idempotent(LOSS_REGISTRY, name, "loss")(cls)
+        LOSS_CLASS_NAMES.add(cls.__name__)
+        return cls
+
+    return wrap
+
+
 def register_hook_factory(name: str):
     """Register ``fn(cfg) -> List[ClassyHook]``; :func:`hook_generator` appends its hooks to
     VISSL's default ones."""

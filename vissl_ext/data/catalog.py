@@ -27,3 +27,6 @@ def register_dataset(name: str, train_path: str, val_path: str = None, train_lab
 
 
 register_dataset("vissl_ext_demo_videos", os.path.join(demo_dir(), "frames", "manifest.json"))
+register_dataset("vissl_ext_demo_tracks", os.path.join(demo_dir(), "tracks", "index.json"))
+# Ground Truth Tracks: tools/build_gt_tracks.py writes <out>/index.json; give it as DATA_PATHS
+register_dataset("vissl_ext_gt_tracks", os.path.join(demo_dir(), "gt_tracks", "index.json"))

@@ -21,7 +21,7 @@ from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_posit
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image
 from vissl_ext.registry import register_data_source
 
-VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs")
+VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs")
 
 
 def load_videos(path: str, decoder: str) -> List[VideoEntry]:
@@ -47,12 +47,15 @@ class _VideoSource:
         self.vcfg = video_cfg(cfg, split)
         validate_video_cfg(self.vcfg, f"config.DATA.{split}.VIDEO")
         self.path = path
-        self.videos = load_videos(path, self.vcfg["DECODER"])
+        self.videos = self._load_videos(path)
         self._readers = ReaderCache()
         self.num_failed_reads = 0
         self.samples = self._build_samples()
         if not self.samples:
             raise ValueError(f"{data_source}: no usable sample in {path} (see the warnings above for skipped videos)")
+
+    def _load_videos(self, path: str) -> List[VideoEntry]:
+        return load_videos(path, self.vcfg["DECODER"])
 
     def _build_samples(self) -> list:
         raise NotImplementedError

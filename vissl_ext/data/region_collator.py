@@ -1,0 +1,51 @@
+"""Batches of region pairs: MoCo's two views plus matched boxes in the form ROI ops take."""
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from vissl_ext.registry import register_collator
+
+
+def match_views(q_ids: np.ndarray, k_ids: np.ndarray):
+    """Row indices (iq, ik) of the track ids present in both views, in query order."""
+    pos = {int(t): i for i, t in enumerate(k_ids)}
+    iq = [i for i, t in enumerate(q_ids) if int(t) in pos]
+    return np.asarray(iq, np.int64), np.asarray([pos[int(q_ids[i])] for i in iq], np.int64)
+
+
+def _rois(rows: List[np.ndarray]) -> torch.Tensor:
+    """[K, 5] float tensor (batch index, x1, y1, x2, y2): torchvision.ops.roi_align's format."""
+    parts = [np.concatenate([np.full((len(b), 1), i, np.float32), b.astype(np.float32).reshape(-1, 4)], 1) for i, b in enumerate(rows)]
+    out = np.concatenate(parts, 0) if parts else np.zeros((0, 5), np.float32)
+    return torch.from_numpy(out.reshape(-1, 5))
+
+
+@register_collator("region_moco_collator")
+def region_moco_collator(batch: List[Dict]) -> Dict[str, List[torch.Tensor]]:
+    """Like VISSL's moco_collator (``data`` = queries z_i, ``data_momentum`` = keys z_{i+k}),
+    plus ``region_boxes`` / ``region_boxes_momentum``: [K, 5] rois whose row m in both is one
+    positive region pair (a track seen in both augmented views). Pairs whose box left either
+    crop are dropped here; a sample with none still trains its frame-level pair."""
+    q_imgs, k_imgs, q_rows, k_rows = [], [], [], []
+    for s in batch:
+        q, k = s["data"]
+        iq, ik = match_views(q.ids, k.ids)
+        q_imgs.append(q.img)
+        k_imgs.append(k.img)
+        q_rows.append(q.boxes[iq])
+        k_rows.append(k.boxes[ik])
+    rq, rk = _rois(q_rows), _rois(k_rows)
+
+    def first(key):
+        return torch.stack([torch.as_tensor(s[key][0]) for s in batch])
+
+    return {
+        "data": [torch.stack(q_imgs)],
+        "data_momentum": [torch.stack(k_imgs)],
+        "label": [first("label")],
+        "data_valid": [first("data_valid")],
+        "data_idx": [first("data_idx")],
+        "region_boxes": [rq],
+        "region_boxes_momentum": [rk],
+    }

@@ -1,0 +1,98 @@
+"""The ``video_region_pairs`` data source: temporal frame pairs (z_i, z_{i+k}) with the boxes of
+every track seen in both frames (Region Tracker and Ground Truth Tracks models).
+
+``DATA_PATHS`` entries are tracks directories (or their ``index.json``) from
+tools/track_regions.py or tools/build_gt_tracks.py; the index names the video manifest. Frame
+pairs follow the same rules as ``video_frame_pairs`` (config.DATA.<split>.VIDEO); any two boxes
+of one track are a positive region pair. Frame pairs without a common track are kept: they
+train the frame-level term alone.
+"""
+import logging
+import random
+from typing import Dict, List
+
+import numpy as np
+
+from vissl_ext.data.box_transforms import RegionPair
+from vissl_ext.data.manifest import VideoEntry, load_manifest
+from vissl_ext.data.sampling import pair_anchors, partner_choices
+from vissl_ext.data.video_sources import _VideoSource
+from vissl_ext.registry import register_data_source
+
+
+def boxes_by_position(tracks: List[dict]) -> Dict[int, Dict[int, List[float]]]:
+    """{frame position: {track id: box}} of one video's tracks."""
+    at: Dict[int, Dict[int, List[float]]] = {}
+    for t in tracks:
+        for p, b in zip(t["frames"], t["boxes"]):
+            at.setdefault(p, {})[t["id"]] = b
+    return at
+
+
+@register_data_source("video_region_pairs", with_subset=True)
+class VideoRegionPairsSource(_VideoSource):
+    """Samples are :class:`RegionPair` objects; follow with RegionPairToViews and the box-aware
+    transforms of vissl_ext.data.box_transforms, and collate with region_moco_collator."""
+
+    def _load_videos(self, path: str) -> List[VideoEntry]:
+        from vissl_ext.tracking.tracks_io import TracksError, load_tracks_index, load_video_tracks
+
+        manifest, files, doc = load_tracks_index(path)
+        videos = load_manifest(manifest)
+        self.tracks_kind = doc.get("kind")
+        self._boxes_at, self._frame_size, kept, missing, bad = [], [], [], [], []
+        for v in videos:
+            if v.id not in files:
+                missing.append(v.id)
+                continue
+            try:
+                t = load_video_tracks(files[v.id], v)
+            except TracksError as e:
+                bad.append(str(e))
+                logging.warning(f"video_region_pairs: skipping video {v.id}: {e}")
+                continue
+            kept.append(v)
+            self._boxes_at.append(boxes_by_position(t["tracks"]))
+            self._frame_size.append(tuple(t["frame_size"]))
+        if missing:
+            logging.warning(f"video_region_pairs: {len(missing)} videos of {manifest} have no tracks in {path} "
+                            f"(e.g. {missing[:3]}); their frame pairs are not used")
+        self.num_videos_without_tracks, self.num_bad_tracks = len(missing), len(bad)
+        return kept
+
+    def _build_samples(self):
+        k = self.vcfg["PAIR_GAP"]
+        samples, with_regions, gap_skips = [], 0, 0
+        for vi, v in enumerate(self.videos):
+            pairs, skipped = pair_anchors(v.frame_indices, k)
+            gap_skips += skipped
+            at = self._boxes_at[vi]
+            for a, b in pairs:
+                samples.append((vi, a, b))
+                with_regions += bool(set(at.get(a, ())) & set(at.get(b, ())))
+        self.num_gap_skips = gap_skips
+        self.num_pairs_with_regions = with_regions
+        logging.info(f"video_region_pairs: {len(samples)} frame pairs at k={k}, {with_regions} with at least one "
+                     f"region pair ({self.tracks_kind} tracks)")
+        return samples
+
+    def _load(self, idx):
+        vi, a, b = self.samples[idx]
+        v = self.videos[vi]
+        k_max = self.vcfg["PAIR_GAP_MAX"]
+        if k_max > self.vcfg["PAIR_GAP"]:
+            choices = partner_choices(v.frame_indices, a, self.vcfg["PAIR_GAP"], k_max)
+            b = random.choice(choices) if choices else b
+        frames = self._read(v, [a, b])
+        at = self._boxes_at[vi]
+        ids = sorted(set(at.get(a, ())) & set(at.get(b, ())))
+        if len(ids) > self.vcfg["MAX_REGION_PAIRS"]:
+            ids = sorted(random.sample(ids, self.vcfg["MAX_REGION_PAIRS"]))
+        W, H = self._frame_size[vi]
+        boxes = []
+        for p, img in zip((a, b), frames):
+            # tracks refer to the frames as stored; frames read at another size scale them
+            sx, sy = img.size[0] / W, img.size[1] / H
+            bx = np.asarray([at[p][t] for t in ids], np.float32).reshape(-1, 4)
+            boxes.append(bx * np.asarray([sx, sy, sx, sy], np.float32))
+        return RegionPair(frames, boxes, np.asarray(ids, np.int64))

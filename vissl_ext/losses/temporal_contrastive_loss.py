@@ -1,0 +1,219 @@
+"""``temporal_contrastive_loss``: the objective of the Region Tracker and Ground Truth Tracks
+models. A frame term, MoCo v2's InfoNCE between the two frames of a temporal pair
+(query t_i(z_i), key t_j(z_{i+k}) from the momentum encoder, a queue of past keys), plus a
+region term, InfoNCE between the ROIAligned embeddings of matched boxes (query regions on
+z_i, key regions on z_{i+k} from the momentum encoder) against a queue of past region keys:
+
+    loss = frame_weight * L_frame + region_weight * L_region
+
+The model is ``resnet_regions`` with two heads (MLP on the pooled res5 features, and
+``dense_region_head`` on the region feature map); the momentum encoder, its keys and the boxes
+come from TemporalContrastiveHook, as VISSL's MoCoHook does for moco_loss. Queues are
+gathered across ranks (identical on every rank) and saved in checkpoints with the encoder.
+"""
+import logging
+import pprint
+from typing import List
+
+import torch
+import torch.distributed as dist
+from classy_vision.losses import ClassyLoss
+from torch import nn
+from torchvision.ops import roi_align
+
+from vissl_ext.config import ConfigError, register_config_validator
+from vissl_ext.registry import register_loss
+
+DEFAULTS = dict(embedding_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, frame_weight=1.0,
+                region_embedding_dim=128, region_queue_size=16384, region_temperature=0.2, region_weight=1.0,
+                roi_output_size=3)
+
+
+def pool_regions(feature_map: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float) -> torch.Tensor:
+    """L2-normalised region embeddings [K, D]: ROIAlign of each roi (batch index, x1, y1, x2, y2
+    in input pixels) on the map, averaged over the output grid."""
+    rois = rois.to(device=feature_map.device, dtype=feature_map.dtype)
+    pooled = roi_align(feature_map, rois, output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=2,
+                       aligned=True)
+    return nn.functional.normalize(pooled.mean(dim=(2, 3)), dim=1)
+
+
+def gather_variable(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate the rows of x from every rank (rank order); ranks may hold different counts."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    n = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, n)
+    counts = [int(c) for c in counts]
+    padded = x.new_zeros((max(max(counts), 1),) + tuple(x.shape[1:]))
+    padded[: x.shape[0]] = x
+    out = [torch.zeros_like(padded) for _ in counts]
+    dist.all_gather(out, padded)
+    return torch.cat([o[:c] for o, c in zip(out, counts)], 0)
+
+
+def ring_write(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor):
+    """Write keys [n, D] into the columns of queue [D, Q] from ptr on, wrapping around; the
+    newest Q keys win when n > Q."""
+    Q = queue.shape[1]
+    n = keys.shape[0]
+    if n == 0:
+        return
+    if n > Q:
+        keys = keys[-Q:]
+        n = Q
+    p = int(ptr)
+    idx = (torch.arange(n, device=queue.device) + p) % Q
+    queue[:, idx] = keys.T.to(queue.dtype)
+    ptr[0] = (p + n) % Q
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of each query against its key (positive, first) and the queue (negatives)."""
+    l_pos = (q * k).sum(dim=1, keepdim=True)
+    l_neg = q @ queue.clone().detach()
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+    return nn.functional.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+@register_loss("temporal_contrastive_loss")
+class TemporalContrastiveLoss(ClassyLoss):
+    def __init__(self, config: dict):
+        super().__init__()
+        unknown = set(config) - set(DEFAULTS) - {"name"}
+        if unknown:
+            raise ValueError(f"config.LOSS.temporal_contrastive_loss: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        c = dict(DEFAULTS)
+        c.update({k: v for k, v in config.items() if k != "name"})
+        self.loss_config = c
+        self.register_buffer("queue", nn.functional.normalize(torch.randn(c["embedding_dim"], c["queue_size"]), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("region_queue", nn.functional.normalize(
+            torch.randn(c["region_embedding_dim"], c["region_queue_size"]), dim=0))
+        self.register_buffer("region_queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("num_batches_without_regions", torch.zeros(1, dtype=torch.long))
+        # set by TemporalContrastiveHook.on_forward before each loss call
+        self.moco_encoder = None
+        self.checkpoint = None
+        self.key = None
+        self.region_key = None
+        self.query_rois = None
+        self.spatial_scale = None
+        self.iteration = -1
+        self.last_terms = {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(dict(config))
+
+    def _check_finite(self, name: str, value: torch.Tensor):
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(
+                f"temporal_contrastive_loss: the {name} term is {value.item()} at iteration {self.iteration}; "
+                f"stopping before the optimizer step, so no checkpoint holds it. Lower the learning rate or check "
+                f"the data of this step (empty or degenerate boxes?)")
+
+    def forward(self, output: List[torch.Tensor], target=None) -> torch.Tensor:
+        if not isinstance(output, (list, tuple)) or len(output) != 2:
+            raise ValueError("temporal_contrastive_loss expects the model outputs [frame embedding, region map]: "
+                             "trunk resnet_regions with the heads [mlp, dense_region_head]")
+        if self.key is None:
+            raise RuntimeError("temporal_contrastive_loss: no key set; is TemporalContrastiveHook installed "
+                               "(tools/run_distributed_engines.py installs it through vissl_ext's hook generator)?")
+        c = self.loss_config
+        frame_q, region_map = output
+        q = nn.functional.normalize(frame_q, dim=1)
+        loss_frame = info_nce(q, self.key, self.queue, c["temperature"])
+        self._check_finite("frame", loss_frame)
+
+        rois = self.query_rois
+        if rois is not None and rois.shape[0] > 0:
+            qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale)
+            loss_region = info_nce(qr, self.region_key, self.region_queue, c["region_temperature"])
+        else:
+            # no region pair in this batch (all boxes cropped away): frame term alone; the zero
+            # keeps the region head in the graph, as DDP needs every parameter to get a gradient
+            loss_region = region_map.sum() * 0.0
+            self.num_batches_without_regions += 1
+            logging.info(f"temporal_contrastive_loss: no region pair at iteration {self.iteration} "
+                         f"({int(self.num_batches_without_regions)} such batches so far)")
+        self._check_finite("region", loss_region)
+
+        with torch.no_grad():
+            ring_write(self.queue, self.queue_ptr, gather_variable(self.key))
+            if self.region_key is not None:
+                ring_write(self.region_queue, self.region_queue_ptr, gather_variable(self.region_key))
+        self.last_terms = {"frame": float(loss_frame.detach()), "region": float(loss_region.detach()),
+                           "regions": int(rois.shape[0]) if rois is not None else 0}
+        return c["frame_weight"] * loss_frame + c["region_weight"] * loss_region
+
+    def __repr__(self):
+        return pprint.pformat({"name": "temporal_contrastive_loss", **self.loss_config}, indent=2)
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        """As VISSL's MoCoLoss: before the momentum encoder exists (resume), keep the state for
+        the hook to restore once it has built the encoder."""
+        if self.moco_encoder is None:
+            self.checkpoint = state_dict
+            logging.info("temporal_contrastive_loss: checkpoint stored until the momentum encoder is built")
+        else:
+            super().load_state_dict(state_dict, *args, **kwargs)
+
+
+def _head_out_dim(head_param) -> int:
+    return int(head_param[1]["dims"][-1])
+
+
+def _resnet_channels(trunk_cfg, feature: str) -> int:
+    depth = int(trunk_cfg.RESNETS.DEPTH)
+    width = int(trunk_cfg.RESNETS.get("WIDTH_MULTIPLIER", 1))
+    expansion = 4 if depth >= 50 else 1
+    stage = {"res2": 0, "res3": 1, "res4": 2, "res5": 3}[feature]
+    return 64 * (2 ** stage) * expansion * width
+
+
+@register_config_validator
+def validate_temporal_contrastive_config(config):
+    """At compose time: the pieces that temporal_contrastive_loss needs fit together."""
+    if config.LOSS.name != "temporal_contrastive_loss":
+        return
+    where = "config.LOSS.temporal_contrastive_loss"
+    c = dict(DEFAULTS)
+    user = dict(config.LOSS.get("temporal_contrastive_loss", {}) or {})
+    unknown = set(user) - set(DEFAULTS) - {"name"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    c.update(user)
+    for key in ("temperature", "region_temperature"):
+        if not c[key] > 0:
+            raise ConfigError(f"{where}.{key} must be > 0, got {c[key]}")
+    for key in ("queue_size", "region_queue_size", "roi_output_size", "embedding_dim", "region_embedding_dim"):
+        if not (isinstance(c[key], int) and c[key] >= 1):
+            raise ConfigError(f"{where}.{key} must be an integer >= 1, got {c[key]!r}")
+    if c["frame_weight"] < 0 or c["region_weight"] < 0 or c["frame_weight"] + c["region_weight"] == 0:
+        raise ConfigError(f"{where}: frame_weight and region_weight must be >= 0 and not both 0")
+    if not 0 <= c["momentum"] < 1:
+        raise ConfigError(f"{where}.momentum must be in [0, 1), got {c['momentum']}")
+    trunk = config.MODEL.TRUNK
+    if trunk.NAME != "resnet_regions":
+        raise ConfigError(f"{where} needs config.MODEL.TRUNK.NAME=resnet_regions (got {trunk.NAME}): it returns the "
+                          f"region feature map next to the pooled features")
+    heads = list(config.MODEL.HEAD.PARAMS)
+    if len(heads) != 2 or heads[1][0] != "dense_region_head":
+        raise ConfigError(f"{where} needs config.MODEL.HEAD.PARAMS = [[mlp, ...], [dense_region_head, ...]], one head "
+                          f"per trunk output; got {[h[0] for h in heads]}")
+    if _head_out_dim(heads[0]) != c["embedding_dim"] or _head_out_dim(heads[1]) != c["region_embedding_dim"]:
+        raise ConfigError(f"{where}: embedding_dim={c['embedding_dim']} / region_embedding_dim={c['region_embedding_dim']} "
+                          f"must equal the heads' output dims {_head_out_dim(heads[0])} / {_head_out_dim(heads[1])}")
+    feature = trunk.get("REGION_FEATURE", "res4")
+    if feature not in ("res2", "res3", "res4", "res5"):
+        raise ConfigError(f"config.MODEL.TRUNK.REGION_FEATURE must be one of res2..res5, got {feature!r}")
+    want = _resnet_channels(trunk, feature)
+    if int(heads[1][1]["dims"][0]) != want:
+        raise ConfigError(f"dense_region_head dims[0]={heads[1][1]['dims'][0]} but {feature} of ResNet-"
+                          f"{trunk.RESNETS.DEPTH} has {want} channels")
+    for split in ("TRAIN",):
+        coll = config.DATA[split].COLLATE_FUNCTION
+        if coll != "region_moco_collator":
+            raise ConfigError(f"{where} needs config.DATA.{split}.COLLATE_FUNCTION=region_moco_collator (boxes in the batch), got {coll}")

@@ -1,0 +1,33 @@
+"""``resnet_regions``: VISSL's ResNet trunk that also returns an intermediate feature map for
+region features. Same modules and parameter names as ``resnet``, so its checkpoints load into
+every host config (trunk NAME: resnet) unchanged."""
+from typing import List
+
+import torch
+from vissl.models.trunks.resnext import ResNeXt
+
+from vissl_ext.registry import register_model_trunk
+
+
+@register_model_trunk("resnet_regions")
+class ResNetRegions(ResNeXt):
+    """Training output: [flatten(avgpool(res5)), <REGION_FEATURE> map]; the two heads of
+    pretrain/region_tracker take one each (frame embedding, dense region embedding). With
+    explicit feature names (evaluation, feature extraction) it is VISSL's ResNet."""
+
+    def __init__(self, model_config, model_name: str):
+        super().__init__(model_config, model_name)
+        self.region_feature = model_config.TRUNK.get("REGION_FEATURE", "res4")
+        if self.region_feature not in self.feat_eval_mapping:
+            raise ValueError(f"config.MODEL.TRUNK.REGION_FEATURE={self.region_feature!r} is not a ResNet feature; "
+                             f"use one of res2, res3, res4, res5")
+
+    def forward(self, x: torch.Tensor, out_feat_keys: List[str] = None) -> List[torch.Tensor]:
+        if out_feat_keys:  # feature evaluation / extraction: VISSL's ResNet as is
+            return super().forward(x, out_feat_keys)
+        # VISSL passes [] in training; its helper returns features in block order, so pick
+        # them by shape: the flattened pooled features are 2-d, the region map 4-d
+        feats = super().forward(x, ["flatten", self.region_feature])
+        flat = [f for f in feats if f.dim() == 2]
+        maps = [f for f in feats if f.dim() == 4]
+        return [flat[0], maps[0]]
