@@ -52,7 +52,8 @@ def test_registration_works_in_a_fresh_interpreter():
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr
 
 
-@pytest.mark.parametrize("name", ["pretrain/frame_temporal", "pretrain/moco_video_baseline", "pretrain/tiny/frame_temporal_cpu"])
+@pytest.mark.parametrize("name", ["pretrain/frame_temporal", "pretrain/moco_video_baseline", "pretrain/tiny/frame_temporal_cpu",
+                                  "pretrain/tiny/moco_video_baseline_cpu"])
 def test_our_configs_resolve(name):
     cfg = compose(f"config={name}")
     assert cfg.LOSS.name == "moco_loss"

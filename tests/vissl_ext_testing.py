@@ -44,10 +44,12 @@ def compose(*overrides):
     return compose_config(list(overrides))[1]
 
 
-def run_engine(overrides, cwd, timeout=600):
-    """tools/run_distributed_engines.py in a subprocess; returns (returncode, combined output)."""
+def run_engine(overrides, cwd, timeout=600, env=None):
+    """tools/run_distributed_engines.py in a subprocess; returns (returncode, combined output).
+    ``env``: extra environment variables."""
     import subprocess
 
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_distributed_engines.py"), *overrides]
-    p = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout)
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout, env=full_env)
     return p.returncode, p.stdout + p.stderr

