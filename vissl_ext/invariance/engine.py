@@ -1,0 +1,203 @@
+"""VISSL engine ``ris``: extract features of a VISSL model on a RIS manifest (VISSL's own
+feature-extraction flow, distributed) and write the scores.
+
+    python tools/run_distributed_engines.py config=benchmark/ris/aloi_viewpoint \
+        config.DATA.TEST.DATA_PATHS=[/data/ris/aloi_viewpoint.json] \
+        config.MODEL.WEIGHTS_INIT.PARAMS_FILE=/ckpt/model_final_checkpoint_phase199.torch
+
+On GPUs the host's ``SelfSupervisionTrainer.extract`` runs unchanged. VISSL's extract asserts a
+GPU; on CPU the same loop runs here (same model, data loader, DDP wrapping and the host's
+own shard writer), so the scores can be produced on any machine. Rank 0 then merges the shards
+with VISSL's ExtractedFeaturesLoader, computes RIS and writes JSON, table and chart.
+Re-running with the same CHECKPOINT.DIR reuses extracted features (marker file).
+"""
+import logging
+import os
+from typing import Any, Callable, List
+
+import torch
+
+from vissl_ext.config import ConfigError, register_config_validator
+
+RIS_DEFAULTS = {
+    "MODEL_NAME": "",  # row label in the table (default: the PARAMS_FILE name, or "random_init")
+    "TOPK": [10, 25],
+    "OUTPUT_DIR": "",  # default: CHECKPOINT.DIR
+    "LAYER": "",  # extracted layer to score (default: the only one, e.g. res5avg)
+    "CHART": True,
+}
+ENGINE_NAME = "ris"
+_MARKER = "EXTRACTED"
+
+
+def ris_cfg(cfg) -> dict:
+    user = dict(cfg.get("RIS", {}) or {})
+    unknown = set(user) - set(RIS_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"config.RIS has unknown keys {sorted(unknown)}; known: {sorted(RIS_DEFAULTS)}")
+    out = dict(RIS_DEFAULTS)
+    out.update(user)
+    return out
+
+
+@register_config_validator
+def _validate_ris(config):
+    if "RIS" not in config:
+        return
+    r = ris_cfg(config)
+    ks = list(r["TOPK"])
+    if not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
+        raise ConfigError(f"config.RIS.TOPK must be a list of integers >= 1, got {ks!r}")
+    sources = list(config["DATA"]["TEST"].get("DATA_SOURCES", []) or [])
+    paths = list(config["DATA"]["TEST"].get("DATA_PATHS", []) or [])
+    if sources != ["ris_manifest"]:
+        raise ConfigError(f"config.DATA.TEST.DATA_SOURCES must be [ris_manifest] for RIS, got {sources}")
+    if len(paths) != 1:
+        raise ConfigError("config.DATA.TEST.DATA_PATHS must name one RIS manifest, e.g. "
+                          "config.DATA.TEST.DATA_PATHS=[/data/ris/aloi_viewpoint.json] "
+                          "(write it with tools/build_ris_trajectories.py)")
+    if not os.path.exists(paths[0]):
+        raise ConfigError(f"config.DATA.TEST.DATA_PATHS: {paths[0]} does not exist; write it with "
+                          "tools/build_ris_trajectories.py")
+
+
+def _extract_cpu(trainer, output_folder: str):
+    """SelfSupervisionTrainer.extract without its GPU assertion: tensors stay on the task's
+    device. Feature files are written by the host's own _save_extracted_features."""
+    task = trainer.task
+    task.prepare_extraction(pin_memory=False)
+    trainer._add_dummy_layer()
+    task.init_distributed_data_parallel_model()
+    from vissl.models.model_helpers import get_trunk_output_feature_names
+
+    feat_names = get_trunk_output_feature_names(trainer.cfg.MODEL) or ["heads"]
+    rank = torch.distributed.get_rank()
+    threshold = trainer.cfg.EXTRACT_FEATURES.CHUNK_THRESHOLD
+    for split in task.available_splits:
+        task.model.eval()
+        feats = {n: {} for n in feat_names}
+        targets = {n: {} for n in feat_names}
+        chunk, buffered = 0, 0
+        for sample in task.dataloaders[split.lower()]:
+            inds = torch.cat(sample["data_idx"]).numpy()
+            labels = torch.cat(sample["label"]).numpy()
+            with torch.no_grad():
+                out = trainer._flatten_features_list(task.model(torch.cat(sample["data"]).to(task.device)))
+            for num, name in enumerate(feat_names):
+                f = out[num].cpu().numpy()
+                for j, idx in enumerate(inds):
+                    feats[name][idx] = f[j]
+                    targets[name][idx] = labels[j].reshape(-1)
+            buffered += len(inds)
+            if buffered >= threshold >= 0:
+                trainer._save_extracted_features(feats, targets, rank, chunk, split, output_folder)
+                for n in feat_names:
+                    feats[n].clear()
+                    targets[n].clear()
+                chunk, buffered = chunk + 1, 0
+        trainer._save_extracted_features(feats, targets, rank, chunk, split, output_folder)
+    trainer._cleanup_task()
+
+
+def check_params_file(cfg):
+    """VISSL skips checkpoint weights it cannot match with a log line ("Not found ... not
+    initialized"), which would score a random trunk. Fail early instead when a ResNet
+    checkpoint in VISSL's format has no trunk weights under the expected names."""
+    params = cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE
+    if not params or cfg.MODEL.TRUNK.NAME != "resnet" or cfg.MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME != "classy_state_dict":
+        return
+    ckpt = torch.load(params, map_location="cpu", weights_only=False)
+    try:
+        trunk = ckpt["classy_state_dict"]["base_model"]["model"]["trunk"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{params}: not a VISSL checkpoint (no classy_state_dict.base_model.model.trunk); "
+                         "set config.MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME / APPEND_PREFIX for other formats") from None
+    if not any(k.startswith("_feature_blocks.") for k in trunk):
+        raise ValueError(f"{params}: trunk weights are not named _feature_blocks.* (e.g. {list(trunk)[:2]}); "
+                         "VISSL would leave the trunk randomly initialised")
+
+
+def model_name(cfg, r: dict) -> str:
+    if r["MODEL_NAME"]:
+        return str(r["MODEL_NAME"])
+    params = cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE
+    return os.path.splitext(os.path.basename(params))[0] if params else "random_init"
+
+
+def score_extracted(cfg, feature_dir: str, out_dir: str) -> dict:
+    """Rank 0: merge the extracted shards, compute RIS, write JSON / table / chart."""
+    from vissl_ext.invariance.features_io import load_features
+    from vissl_ext.invariance.manifest import load_ris_manifest
+    from vissl_ext.invariance.report import format_table, plot_chart, result_record, write_result
+    from vissl_ext.invariance.ris import compute_ris
+
+    r = ris_cfg(cfg)
+    manifest = load_ris_manifest(cfg.DATA.TEST.DATA_PATHS[0])
+    feats = load_features(feature_dir, num_images=len(manifest.entries), layer=r["LAYER"] or None)
+    result = compute_ris(feats, manifest.trajectories, manifest.classes, topk=list(r["TOPK"]))
+    record = result_record(result, model_name(cfg, r), manifest.set, manifest.invariance,
+                           manifest=manifest.path, features=os.path.abspath(feature_dir),
+                           params_file=cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE)
+    path = write_result(out_dir, record)
+    table = format_table([record])
+    logging.info(f"RIS results written to {path}")
+    print(table, flush=True)
+    if r["CHART"]:
+        plot_chart([record], os.path.join(out_dir, f"ris_{manifest.set}.png"))
+    return record
+
+
+def ris_main(cfg, dist_run_id: str, checkpoint_folder: str, local_rank: int = 0, node_id: int = 0):
+    from vissl.trainer import SelfSupervisionTrainer
+    from vissl.utils.env import set_env_vars
+    from vissl.utils.logger import setup_logging, shutdown_logging
+    from vissl.utils.misc import set_seeds, setup_multiprocessing_method
+
+    set_env_vars(local_rank, node_id, cfg)
+    rank = int(os.environ["RANK"])
+    setup_logging(__name__, output_dir=checkpoint_folder, rank=rank)
+    setup_multiprocessing_method(cfg.MULTI_PROCESSING_METHOD)
+    set_seeds(cfg, rank)
+    if cfg.MACHINE.DEVICE == "gpu" and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    out_dir = ris_cfg(cfg)["OUTPUT_DIR"] or checkpoint_folder
+    feature_dir = os.path.join(out_dir, "features")
+    os.makedirs(feature_dir, exist_ok=True)
+    check_params_file(cfg)
+    trainer = SelfSupervisionTrainer(cfg, dist_run_id)
+    if os.path.exists(os.path.join(feature_dir, _MARKER)):
+        logging.info(f"{feature_dir}: features already extracted, scoring them (delete {_MARKER} to redo)")
+    else:
+        if trainer.task.device.type == "cuda":
+            trainer.extract(output_folder=feature_dir)  # the host's flow, unchanged
+        else:
+            _extract_cpu(trainer, feature_dir)
+        torch.distributed.barrier()
+        if rank == 0:
+            with open(os.path.join(feature_dir, _MARKER), "w") as f:
+                f.write("features of every rank written\n")
+    torch.distributed.barrier()
+    if rank == 0:
+        score_extracted(cfg, feature_dir, out_dir)
+    torch.distributed.barrier()
+    shutdown_logging()
+
+
+def _register_engine():
+    from vissl.engines.engine_registry import _ENGINE_REGISTRY, Engine, register_engine
+    from vissl.hooks import default_hook_generator
+
+    if ENGINE_NAME in _ENGINE_REGISTRY:  # re-import in a spawned worker / under another name
+        return _ENGINE_REGISTRY[ENGINE_NAME]
+
+    @register_engine(ENGINE_NAME)
+    class RISEngine(Engine):
+        def run_engine(self, cfg, dist_run_id: str, checkpoint_path: str, checkpoint_folder: str,
+                       local_rank: int = 0, node_id: int = 0,
+                       hook_generator: Callable[[Any], List] = default_hook_generator):
+            ris_main(cfg, dist_run_id, checkpoint_folder, local_rank=local_rank, node_id=node_id)
+
+    return RISEngine
+
+
+RISEngine = _register_engine()

@@ -1,0 +1,92 @@
+"""Features of any torchvision model (weights from a file) at a chosen layer, for a RIS manifest:
+batched, in manifest order, written as one .npy (atomic)."""
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vissl_ext.invariance.images import load_ris_image
+from vissl_ext.invariance.manifest import RISManifest
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def load_torchvision_model(arch: str, weights: Optional[str] = None, state_dict_key: str = "",
+                           strip_prefixes=("module.", "encoder_q.", "backbone.")) -> torch.nn.Module:
+    """torchvision ``arch`` with random init, then the state dict in ``weights`` (a torch file;
+    ``state_dict_key`` picks a nested dict, e.g. "state_dict" of MoCo checkpoints). Keys are
+    stripped of DDP/MoCo prefixes; missing trunk keys are an error, extra (head) keys are logged."""
+    import torchvision.models as tvm
+
+    if arch not in tvm.list_models():
+        raise ValueError(f"unknown torchvision architecture {arch!r}; e.g. resnet50, resnet18")
+    model = tvm.get_model(arch, weights=None)
+    if weights:
+        ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+        sd = ckpt
+        for k in filter(None, state_dict_key.split(".")):
+            sd = sd[k]
+        if not isinstance(sd, dict):
+            raise ValueError(f"{weights}: no state dict at key {state_dict_key!r} (give --state-dict-key)")
+        clean = {}
+        for k, v in sd.items():
+            for p in strip_prefixes:
+                if k.startswith(p):
+                    k = k[len(p):]
+            clean[k] = v
+        missing, unexpected = model.load_state_dict(clean, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.") and not k.startswith("classifier")]
+        if missing:
+            raise ValueError(f"{weights}: {len(missing)} weights of {arch} missing, e.g. {missing[:5]}; "
+                             "is it the right architecture / --state-dict-key?")
+        if unexpected:
+            logging.info(f"{weights}: {len(unexpected)} keys not used by {arch} (heads), e.g. {unexpected[:3]}")
+    return model.eval()
+
+
+class _ManifestImages(torch.utils.data.Dataset):
+    def __init__(self, manifest: RISManifest, size: int):
+        import torchvision.transforms as T
+
+        self.entries = manifest.entries
+        self.tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __getitem__(self, i):
+        e = self.entries[i]
+        return self.tf(load_ris_image(e.image, e.box))
+
+
+@torch.no_grad()
+def extract_torchvision_features(model: torch.nn.Module, manifest: RISManifest, out_path: str,
+                                 layer: str = "avgpool", image_size: Optional[int] = None,
+                                 batch_size: int = 32, workers: int = 0, device: str = "cpu") -> np.ndarray:
+    """Features [N, D] (flattened output of node ``layer``, default the 2048-d pooled output of
+    a ResNet-50) for every manifest entry, saved to ``out_path`` (.npy)."""
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    nodes = get_graph_node_names(model)[1]
+    if layer not in nodes:
+        raise ValueError(f"layer {layer!r} is not a node of the model; e.g. {nodes[-6:]}")
+    net = create_feature_extractor(model, return_nodes={layer: "feat"}).eval().to(device)
+    data = _ManifestImages(manifest, image_size or manifest.image_size)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    out = None
+    i = 0
+    for batch in tqdm(loader, desc=f"features ({layer})"):
+        f = net(batch.to(device))["feat"].flatten(1).float().cpu().numpy()
+        if out is None:
+            out = np.lib.format.open_memmap(out_path + ".partial.npy", mode="w+", dtype=np.float32,
+                                            shape=(len(data), f.shape[1]))
+        out[i:i + len(f)] = f
+        i += len(f)
+    out.flush()
+    del out
+    os.replace(out_path + ".partial.npy", out_path)
+    return np.load(out_path, mmap_mode="r")
