@@ -1,0 +1,98 @@
+"""The work of tools/propose_regions.py (in-process callable for tests and benchmarks)."""
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+
+import numpy as np
+from tqdm import tqdm
+
+from vissl_ext.data.extract_cli import parse_shard
+from vissl_ext.data.extraction import shard_of
+from vissl_ext.data.manifest import load_manifest
+from vissl_ext.data.video_io import VideoDecodeError
+from vissl_ext.tracking.proposals import ProposalParams, propose_video, save_proposals
+from vissl_ext.utils_io import write_json_atomic
+
+
+def proposals_path(out_dir: str, video_id: str) -> str:
+    return os.path.join(out_dir, f"{video_id}.npz")
+
+
+def _done(path: str, params: dict) -> bool:
+    if not os.path.isfile(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            done = json.loads(str(z["meta"]))["params"]
+    except Exception:
+        logging.warning(f"{path}: unreadable cache, recomputing it")
+        return False
+    if done != params:
+        raise ValueError(f"{path} was made with other settings {done}; use a new output folder or delete it "
+                         f"to recompute with {params}")
+    return True
+
+
+def _one(job):
+    entry, params, out, decoder, single_thread = job
+    if single_thread:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core: no oversubscription
+    try:
+        vp = propose_video(entry, ProposalParams(**params), decoder)
+    except (VideoDecodeError, OSError) as e:
+        return entry.id, None, f"{entry.id}: {e}"
+    save_proposals(proposals_path(out, entry.id), vp)
+    stats = {"frames": len(vp.readable), "unreadable": int((~vp.readable).sum()), "empty": vp.num_empty,
+             "boxes": int(sum(len(b) for b in vp.boxes))}
+    return entry.id, stats, None
+
+
+def run(args) -> dict:
+    params = ProposalParams(mode=args.mode, ss_short_side=args.ss_short_side, min_side=args.min_side,
+                            max_aspect=args.max_aspect, min_size_ratio=args.min_size_ratio,
+                            max_size_ratio=args.max_size_ratio, nms_iou=args.nms_iou, top_r=args.top_r).validate()
+    pd = asdict(params)
+    shard, num_shards = parse_shard(args.shard)
+    entries = load_manifest(args.manifest)
+    mine = shard_of(sorted(entries, key=lambda e: e.id), shard, num_shards)
+    os.makedirs(args.output, exist_ok=True)
+    todo = [e for e in mine if not _done(proposals_path(args.output, e.id), pd)]
+    logging.info(f"proposals shard {shard}/{num_shards}: {len(mine)} videos, {len(mine) - len(todo)} done, {len(todo)} to do")
+    jobs = [(e, pd, args.output, args.decoder, args.workers > 1) for e in todo]
+    totals = {"frames": 0, "unreadable": 0, "empty": 0, "boxes": 0}
+    failures, empty_videos = [], []
+    bar = tqdm(total=sum(e.num_frames for e in todo), desc="proposals", unit="frame", disable=args.no_progress)
+
+    def collect(vid, stats, err, n):
+        bar.update(n)
+        if err:
+            failures.append(err)
+            logging.warning(f"proposals: video skipped: {err}")
+            return
+        for k in totals:
+            totals[k] += stats[k]
+        if stats["empty"] or stats["unreadable"]:
+            empty_videos.append(vid)
+            logging.warning(f"proposals: {vid}: {stats['empty']} frames without a proposal, {stats['unreadable']} unreadable")
+
+    if args.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(args.workers) as ex:
+            for job, res in zip(jobs, ex.map(_one, jobs)):
+                collect(*res, job[0].num_frames)
+    else:
+        for job in jobs:
+            collect(*_one(job), job[0].num_frames)
+    bar.close()
+    summary = {"ok": True, "output": args.output, "shard": f"{shard}/{num_shards}", "videos": len(mine),
+               "skipped_done": len(mine) - len(todo), "processed": len(jobs) - len(failures), "failed": len(failures),
+               "failures": failures[:10], "params": pd, **totals,
+               "videos_with_empty_or_unreadable_frames": empty_videos[:20]}
+    if totals["empty"]:
+        logging.warning(f"proposals: {totals['empty']} of {totals['frames']} frames have no proposal after filtering "
+                        f"(they get no region; tracks skip them)")
+    write_json_atomic(os.path.join(args.output, f"summary_{shard}-of-{num_shards}.json"), summary, indent=1)
+    return summary

@@ -1,0 +1,157 @@
+"""The Region Tracker of the paper (section 5): per video, ROI-pooled res4 features of each
+frame's proposals, nearest-neighbour matching i -> i+Δ with a distance threshold (optionally
+mutual), chained into tracks.
+
+Frames stream through in windows (features of only the last Δ frames are kept), so memory does
+not grow with video length. No Python loop runs over regions.
+"""
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.tracking.chaining import chain
+from vissl_ext.tracking.features import RegionFeatures
+from vissl_ext.tracking.frames import iter_frames
+from vissl_ext.tracking.matching import NO_MATCH, match_padded, pad_features
+from vissl_ext.tracking.proposals import VideoProposals
+from vissl_ext.tracking.tracks_io import Track
+
+
+@dataclass
+class TrackerParams:
+    num_regions: int = 100  # R: first R cached proposals per frame (the method's ranking)
+    delta: int = 1  # Δ: match frame i to i+Δ (manifest positions; the extraction stride applies first)
+    threshold: float = 0.6  # max Euclidean distance of unit-norm pooled features (range 0..2)
+    pool_size: int = 3  # ROIAlign output pool_size x pool_size, flattened (keeps the layout)
+    mutual: bool = True  # keep a match only when it is mutual (cycle i -> i+Δ -> i returns)
+    min_track_len: int = 2  # a track needs two boxes to give a pair
+    feature: str = "res4"  # VISSL feature name (layer3)
+    input_short_side: int = 256  # trunk input short side (frames resized; 0: as stored)
+    batch_size: int = 16  # frames per trunk forward
+
+    def validate(self):
+        if self.num_regions < 1 or self.delta < 1 or self.pool_size < 1 or self.batch_size < 1:
+            raise ValueError("num_regions, delta, pool_size and batch_size must be >= 1")
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+        if self.min_track_len < 2:
+            raise ValueError(f"min_track_len must be >= 2 (a track gives pairs), got {self.min_track_len}")
+        if self.input_short_side < 0:
+            raise ValueError("input_short_side must be >= 0")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrackerParams":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown tracker parameters {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d).validate()
+
+
+def tracks_from_matches(succ: torch.Tensor, boxes: torch.Tensor, R: int, min_len: int) -> List[Track]:
+    """Tracks (positions, boxes) from the successor array over nodes pos * R + slot."""
+    tid, order = chain(succ, min_len)
+    if order.numel() == 0:
+        return []
+    counts = torch.bincount(tid[order]).tolist()
+    pos = (order // R).tolist()
+    bx = boxes.reshape(-1, 4)[order].tolist()
+    tracks, s = [], 0
+    for i, c in enumerate(counts):  # output assembly: one step per track
+        tracks.append(Track(i, pos[s: s + c], bx[s: s + c]))
+        s += c
+    return tracks
+
+
+def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatures, p: TrackerParams,
+                decoder: str = "pyav") -> Tuple[List[Track], Dict]:
+    """Tracks of one video and counts of what was skipped (and time spent where)."""
+    n, R, D = entry.num_frames, p.num_regions, p.delta
+    if len(props.boxes) != n:
+        raise ValueError(f"proposals for '{entry.id}' cover {len(props.boxes)} frames but the manifest lists {n}: "
+                         f"they were made from another manifest; rerun tools/propose_regions.py")
+    boxes = [np.asarray(b, np.float32)[:R] for b in props.boxes]
+    usable = [i for i in range(n) if props.readable[i] and len(boxes[i])]
+    stats = {"frames": n, "unreadable": int((~props.readable).sum()),
+             "frames_without_regions": int(sum(1 for i in range(n) if props.readable[i] and not len(boxes[i]))),
+             "regions": int(sum(len(b) for b in boxes)), "regions_unmatched": 0, "matches": 0, "tracks": 0,
+             "t_read": 0.0, "t_match": 0.0, "t_chain": 0.0}
+    t_fwd0, t_pool0 = extractor.timings["forward"], extractor.timings["pool"]
+    if n < 2 or len(usable) < 2:
+        stats["skipped"] = "one frame" if n < 2 else "fewer than two frames with regions"
+        return [], stats
+    dim = None
+    succ = torch.full((n * R,), NO_MATCH, dtype=torch.long)
+    box_t = torch.zeros(n, R, 4)
+    for i in usable:
+        box_t[i, : len(boxes[i])] = torch.from_numpy(boxes[i])
+    window = max(4 * p.batch_size, D)
+    feats: Dict[int, torch.Tensor] = {}
+    empty = torch.zeros(0, 1)
+    usable_set = set(usable)
+    for s in range(0, n, window):
+        e = min(s + window, n)
+        want = [i for i in range(s, e) if i in usable_set]
+        t0 = time.perf_counter()
+        batch_imgs, batch_pos = [], []
+
+        def flush():
+            if batch_imgs:
+                for pos_, f in zip(batch_pos, extractor(batch_imgs, [boxes[q] for q in batch_pos])):
+                    feats[pos_] = f
+                batch_imgs.clear()
+                batch_pos.clear()
+
+        for pos, img, err in iter_frames(entry, want, decoder):
+            if img is None or list(img.size) != list(props.frame_size):
+                if img is not None:
+                    raise ValueError(f"'{entry.id}' frame {pos} is {img.size} but its proposals were made on "
+                                     f"{props.frame_size}: frames were re-extracted; rerun tools/propose_regions.py")
+                logging.warning(f"tracker: unreadable frame skipped: {err}")
+                stats["unreadable"] += 1
+                continue
+            batch_imgs.append(img)
+            batch_pos.append(pos)
+            if len(batch_imgs) == p.batch_size:
+                flush()
+        flush()
+        stats["t_read"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        base = max(0, s - D)
+        seq = [feats.get(i, empty) for i in range(base, e)]
+        dim = dim or next((f.shape[1] for f in seq if len(f)), None)
+        if dim is not None and e - base > D:
+            x, mask = pad_features(seq, dim)
+            nn, dist = match_padded(x, mask, D, p.threshold, p.mutual)
+            r = x.shape[1]
+            src_pos = torch.arange(base, e - D).unsqueeze(1)
+            valid_src = mask[: e - D - base]
+            has_target = torch.tensor([len(f) > 0 for f in seq[D:]]).unsqueeze(1)
+            matched = nn != NO_MATCH
+            stats["regions_unmatched"] += int((valid_src & has_target & ~matched).sum())
+            slots = torch.arange(r).unsqueeze(0).expand_as(nn)
+            src = (src_pos * R + slots)[matched]
+            dst = ((src_pos + D) * R + nn)[matched]
+            succ[src] = dst.cpu()
+            stats["matches"] += int(matched.sum())
+        for i in [k for k in feats if k < e - D]:  # keep only what frames beyond e still need
+            del feats[i]
+        stats["t_match"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tracks = tracks_from_matches(succ, box_t, R, p.min_track_len)
+    stats["t_chain"] = time.perf_counter() - t0
+    stats["tracks"] = len(tracks)
+    stats["t_forward"] = extractor.timings["forward"] - t_fwd0
+    stats["t_pool"] = extractor.timings["pool"] - t_pool0
+    stats["t_read"] -= stats["t_forward"] + stats["t_pool"]  # reading and resizing only
+    return tracks, stats
+
+
+def params_dict(p: TrackerParams) -> dict:
+    return asdict(p)
