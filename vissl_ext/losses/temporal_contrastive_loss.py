@@ -87,10 +87,14 @@ class TemporalContrastiveLoss(ClassyLoss):
         c = dict(DEFAULTS)
         c.update({k: v for k, v in config.items() if k != "name"})
         self.loss_config = c
-        self.register_buffer("queue", nn.functional.normalize(torch.randn(c["embedding_dim"], c["queue_size"]), dim=0))
+        # initial negatives from a fixed generator: VISSL seeds each rank differently, and the
+        # queues must be identical on every rank from the first step on
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("queue", nn.functional.normalize(
+            torch.randn(c["embedding_dim"], c["queue_size"], generator=g), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         self.register_buffer("region_queue", nn.functional.normalize(
-            torch.randn(c["region_embedding_dim"], c["region_queue_size"]), dim=0))
+            torch.randn(c["region_embedding_dim"], c["region_queue_size"], generator=g), dim=0))
         self.register_buffer("region_queue_ptr", torch.zeros(1, dtype=torch.long))
         self.register_buffer("num_batches_without_regions", torch.zeros(1, dtype=torch.long))
         # set by TemporalContrastiveHook.on_forward before each loss call

@@ -1,0 +1,136 @@
+"""pretrain/region_tracker end to end on ../shared/data: real frames, real selective search, the
+Region Tracker's tracks, VISSL's launcher (1 and 2 gloo processes), resume, host benchmark load."""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vissl_ext_testing import REPO, compose, run_engine
+
+pytestmark = pytest.mark.slow
+
+QUEUE_DUMP_PLUGIN = '''
+"""Test plugin: every rank writes its loss state at the end of training."""
+import os
+import torch
+from classy_vision.hooks import ClassyHook
+from vissl_ext.registry import register_hook_factory
+
+class DumpQueues(ClassyHook):
+    on_start = on_phase_start = on_forward = on_loss_and_meter = on_backward = on_update = ClassyHook._noop
+    on_step = on_phase_end = ClassyHook._noop
+    def on_end(self, task):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        state = {k: v.detach().cpu().clone() for k, v in task.loss.state_dict().items()}
+        torch.save(state, os.path.join(os.environ["DUMP_DIR"], f"rank{rank}.pt"))
+
+@register_hook_factory("test_dump_queues")
+def dump(cfg):
+    return [DumpQueues()]
+'''
+
+
+def tool(name, *args):
+    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *map(str, args)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p.stdout
+
+
+@pytest.fixture(scope="module")
+def tracks(video_frames_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tracks")
+    manifest = video_frames_dir / "manifest.json"
+    tool("propose_regions.py", manifest, d / "proposals", "--no-progress")
+    tool("track_regions.py", manifest, d / "proposals", d / "tracks", "--checkpoint", "random", "--config",
+         "pretrain/tiny/moco_video_baseline_cpu", "--input-short-side", "96", "--no-progress")
+    return d / "tracks"
+
+
+def losses(ckpt_dir):
+    with open(os.path.join(ckpt_dir, "stdout.json")) as f:
+        return [json.loads(line)["loss"] for line in f if line.strip()]
+
+
+def base(tracks, ckpt_dir, *extra):
+    return ["config=pretrain/tiny/region_tracker_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{tracks}]",
+            f"config.CHECKPOINT.DIR={ckpt_dir}", *extra]
+
+
+def test_tracks_were_made(tracks):
+    idx = json.load(open(tracks / "index.json"))
+    assert idx["kind"] == "region_tracker" and len(idx["videos"]) == 2
+
+
+def test_two_iterations_then_host_linear_benchmark_loads_the_trunk(tracks, tmp_path):
+    rc, out = run_engine(base(tracks, tmp_path / "ck"), cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+    assert "with at least one region pair" in out
+    path = tmp_path / "ck" / "model_final_checkpoint_phase0.torch"
+    ck = torch.load(path, map_location="cpu")
+    loss_state = ck["classy_state_dict"]["loss"]
+    assert {"queue", "region_queue", "queue_ptr", "region_queue_ptr"} <= set(loss_state)
+    assert any(k.startswith("moco_encoder.") for k in loss_state)
+
+    from vissl.models import build_model
+
+    cfg = compose("config=benchmark/linear_image_classification/imagenet1k/eval_resnet_8gpu_transfer_in1k_linear",
+                  f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={path}", "config.MACHINE.DEVICE=cpu")
+    model = build_model(cfg.MODEL, cfg.OPTIMIZER)
+    model.init_model_from_weights_params_file(cfg, ck)
+    ours = ck["classy_state_dict"]["base_model"]["model"]["trunk"]
+    loaded = model.trunk.state_dict()
+    common = [k for k in ours if k.replace("_feature_blocks.", "base_model._feature_blocks.") in loaded]
+    assert len(common) == len(ours) > 300
+    for k in common:
+        if k.endswith("num_batches_tracked"):  # VISSL's loader leaves BN step counters alone
+            continue
+        assert torch.equal(loaded[k.replace("_feature_blocks.", "base_model._feature_blocks.")], ours[k]), k
+
+
+def test_two_processes_keep_queues_identical(tracks, tmp_path):
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "queue_dump_plugin.py").write_text(QUEUE_DUMP_PLUGIN)
+    env = {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "plug"), os.environ.get("PYTHONPATH", "")])}
+    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+                              "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16"),
+                         cwd=tmp_path, env=env)
+    assert rc == 0, out[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert int(r0["queue_ptr"]) == 16  # 2 iterations x 2 ranks x 4 frame keys, gathered
+    assert int(r0["region_queue_ptr"]) > 0
+    for k in ("queue", "queue_ptr", "region_queue", "region_queue_ptr"):
+        assert torch.equal(r0[k], r1[k]), k
+    # the momentum encoders follow identical (all-reduced) models
+    enc = [k for k in r0 if k.startswith("moco_encoder.") and k.endswith("weight")]
+    assert all(torch.allclose(r0[k], r1[k], atol=1e-6) for k in enc[:20])
+
+
+def test_resume_restores_queues_and_encoder(tracks, tmp_path):
+    ck = tmp_path / "ck"
+    # a region queue large enough that phase 1 cannot wrap over the keys of phase 0
+    args = base(tracks, ck, "config.OPTIMIZER.num_epochs=2", "config.LOSS.temporal_contrastive_loss.region_queue_size=1024")
+    rc, out = run_engine(args, cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    phase0 = torch.load(ck / "model_phase0.torch", map_location="cpu")["classy_state_dict"]["loss"]
+    os.remove(ck / "model_final_checkpoint_phase1.torch")
+    os.remove(ck / "checkpoint.torch")
+    shutil.copy(ck / "model_phase0.torch", ck / "checkpoint.torch")
+    rc, out = run_engine(args, cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    assert "Resume from file" in out and "model_phase0.torch" in out
+    final = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu")["classy_state_dict"]["loss"]
+    n = int(phase0["queue_ptr"])
+    assert n == 8 and int(final["queue_ptr"]) == 16
+    # keys written before the stop survive in the resumed queue (a fresh queue would be random)
+    assert torch.equal(final["queue"][:, :n], phase0["queue"][:, :n])
+    m = int(phase0["region_queue_ptr"])
+    assert m > 0 and int(final["region_queue_ptr"]) > m
+    assert torch.equal(final["region_queue"][:, :m], phase0["region_queue"][:, :m])
