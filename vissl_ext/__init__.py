@@ -44,6 +44,7 @@ _COMPONENT_MODULES = [
     "vissl_ext.losses.temporal_contrastive_loss",
     "vissl_ext.hooks.temporal_contrastive_hook",
     "vissl_ext.data.catalog",
+    "vissl_ext.segmentation",
     "vissl_ext.invariance.data_source",
     "vissl_ext.invariance.engine",
 ]

@@ -40,10 +40,7 @@ def register_data_source(name: str, with_subset: bool = False):
     from vissl.data import DATA_SOURCES_WITH_SUBSET_SUPPORT, DATASET_SOURCE_MAP
 
     def wrap(cls):
-        existing = DATASET_SOURCE_MAP.get(name)
-        if existing is not None and not _same(existing, cls):
-            raise ValueError(f"data source '{name}' is already registered to {existing!r}")
-        DATASET_SOURCE_MAP[name] = cls
+        _idempotent(DATASET_SOURCE_MAP, name, "data source")(cls)
         if with_subset:
             DATA_SOURCES_WITH_SUBSET_SUPPORT.add(name)
         return cls

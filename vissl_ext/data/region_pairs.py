@@ -15,8 +15,8 @@ import numpy as np
 
 from vissl_ext.data.box_transforms import RegionPair
 from vissl_ext.data.manifest import VideoEntry, load_manifest
-from vissl_ext.data.sampling import pair_anchors, partner_choices
-from vissl_ext.data.video_sources import _VideoSource
+from vissl_ext.data.sampling import pair_anchors
+from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
 
 
@@ -30,7 +30,7 @@ def boxes_by_position(tracks: List[dict]) -> Dict[int, Dict[int, List[float]]]:
 
 
 @register_data_source("video_region_pairs", with_subset=True)
-class VideoRegionPairsSource(_VideoSource):
+class VideoRegionPairsSource(VideoFramePairsSource):
     """Samples are :class:`RegionPair` objects; follow with RegionPairToViews and the box-aware
     transforms of vissl_ext.data.box_transforms, and collate with region_moco_collator."""
 
@@ -77,13 +77,8 @@ class VideoRegionPairsSource(_VideoSource):
         return samples
 
     def _load(self, idx):
-        vi, a, b = self.samples[idx]
-        v = self.videos[vi]
-        k_max = self.vcfg["PAIR_GAP_MAX"]
-        if k_max > self.vcfg["PAIR_GAP"]:
-            choices = partner_choices(v.frame_indices, a, self.vcfg["PAIR_GAP"], k_max)
-            b = random.choice(choices) if choices else b
-        frames = self._read(v, [a, b])
+        vi, a, b = self.pair_of(idx)
+        frames = self._read(self.videos[vi], [a, b])
         at = self._boxes_at[vi]
         ids = sorted(set(at.get(a, ())) & set(at.get(b, ())))
         if len(ids) > self.vcfg["MAX_REGION_PAIRS"]:

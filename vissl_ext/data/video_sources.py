@@ -141,11 +141,16 @@ class VideoFramePairsSource(_VideoSource):
         self.num_gap_skips = gap_skips
         return samples
 
-    def _load(self, idx):
+    def pair_of(self, idx):
+        """(video, pos_i, pos_{i+k}) of a sample; k drawn from [PAIR_GAP, PAIR_GAP_MAX] when set."""
         vi, a, b = self.samples[idx]
         v = self.videos[vi]
         k_max = self.vcfg["PAIR_GAP_MAX"]
         if k_max > self.vcfg["PAIR_GAP"]:
             choices = partner_choices(v.frame_indices, a, self.vcfg["PAIR_GAP"], k_max)
             b = random.choice(choices) if choices else b
-        return self._read(v, [a, b])
+        return vi, a, b
+
+    def _load(self, idx):
+        vi, a, b = self.pair_of(idx)
+        return self._read(self.videos[vi], [a, b])

@@ -61,7 +61,7 @@ def _validate_ris(config):
                           "tools/build_ris_trajectories.py")
 
 
-def _extract_cpu(trainer, output_folder: str):
+def extract_cpu(trainer, output_folder: str):
     """SelfSupervisionTrainer.extract without its GPU assertion: tensors stay on the task's
     device. Feature files are written by the host's own _save_extracted_features."""
     task = trainer.task
@@ -171,7 +171,7 @@ def ris_main(cfg, dist_run_id: str, checkpoint_folder: str, local_rank: int = 0,
         if trainer.task.device.type == "cuda":
             trainer.extract(output_folder=feature_dir)  # the host's flow, unchanged
         else:
-            _extract_cpu(trainer, feature_dir)
+            extract_cpu(trainer, feature_dir)
         torch.distributed.barrier()
         if rank == 0:
             with open(os.path.join(feature_dir, _MARKER), "w") as f:

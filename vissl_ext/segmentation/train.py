@@ -1,0 +1,109 @@
+"""detectron2 training and evaluation of the ADE20K head on a frozen, converted VISSL trunk.
+
+``Trainer`` is detectron2's DefaultTrainer with SemSegEvaluator (mIoU, pixel accuracy) and a test
+loader that does not read the ground truth (the evaluator reads it from the prepared PNGs).
+"""
+import copy
+import logging
+import os
+import pickle
+
+import torch
+
+import vissl_ext.segmentation  # noqa: F401  (d2 compat fixes before detectron2 imports)
+from vissl_ext.segmentation.head import add_segmentation_config  # registers TwoLayerUpsampleHead
+from detectron2.config import get_cfg
+from detectron2.data import DatasetMapper, build_detection_test_loader
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import SemSegEvaluator
+from vissl_ext.segmentation.d2_compat import apply_engine_fixes
+
+apply_engine_fixes()
+
+logger = logging.getLogger(__name__)
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a checkout / editable install: <repo>/configs/detectron2; a wheel ships configs/ as vissl_ext/_configs (setup.py)
+D2_CONFIGS = next((d for d in (os.path.join(os.path.dirname(_PKG), "configs", "detectron2"),
+                               os.path.join(_PKG, "_configs", "detectron2")) if os.path.isdir(d)),
+                  os.path.join(os.path.dirname(_PKG), "configs", "detectron2"))
+DEFAULT_CONFIG = os.path.join(D2_CONFIGS, "ade20k_sem_seg_frozen_R50.yaml")
+
+
+def setup_cfg(config_file: str = DEFAULT_CONFIG, opts=()):
+    cfg = add_segmentation_config(get_cfg())
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+        logger.warning("no GPU: MODEL.DEVICE cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+def is_vissl_checkpoint(path: str) -> bool:
+    """A VISSL/torchvision checkpoint to convert (not a detectron2 weights file)."""
+    if path.endswith(".pkl"):
+        return False
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    return not (isinstance(obj, dict) and "model" in obj and ("__author__" in obj or "iteration" in obj))
+
+
+def prepare_weights(weights: str, output_dir: str) -> str:
+    """detectron2 weights for ``weights``: VISSL checkpoints are converted into ``output_dir``."""
+    from vissl_ext.segmentation.convert import convert_checkpoint
+
+    if not weights:
+        return ""
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"--weights {weights}: no such file")
+    if not is_vissl_checkpoint(weights):
+        return weights
+    out = os.path.join(output_dir, "trunk_d2.pkl")
+    convert_checkpoint(weights, out)
+    return out
+
+
+def check_trunk_loaded(model, weights: str) -> int:
+    """Every backbone tensor must equal the one in our converted ``weights`` (no silent random
+    init); returns how many were checked. Files not written by vissl_ext are not checked."""
+    if not weights or not weights.endswith(".pkl"):
+        return 0
+    with open(weights, "rb") as f:
+        data = pickle.load(f)
+    if data.get("__author__") != "vissl_ext":
+        return 0
+    backbone = model.module.backbone if hasattr(model, "module") else model.backbone
+    state = backbone.state_dict()
+    names = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in data["model"].items()}
+    checked = 0
+    for k, v in state.items():
+        if k not in names:
+            raise RuntimeError(f"{weights}: backbone tensor {k} is not in the converted trunk (random init?)")
+        if not torch.equal(v.cpu(), torch.as_tensor(names[k])):
+            raise RuntimeError(f"{weights}: backbone tensor {k} differs from the file after loading")
+        checked += 1
+    logger.info(f"trunk check: {checked} backbone tensors equal to {weights}")
+    return checked
+
+
+class _WithoutGroundTruth:
+    """DatasetMapper for evaluation that skips reading the label PNG (SemSegEvaluator reads it)."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+
+    def __call__(self, dataset_dict):
+        d = copy.copy(dataset_dict)
+        d.pop("sem_seg_file_name", None)
+        return self.mapper(d)
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=_WithoutGroundTruth(DatasetMapper(cfg, False)))
