@@ -1,0 +1,73 @@
+"""The video_region_pairs data source on tracks written in the tracks format."""
+import logging
+
+import numpy as np
+import pytest
+
+from vissl_ext_testing import compose
+from vissl_ext.data.manifest import load_manifest
+from vissl_ext.data.region_pairs import VideoRegionPairsSource
+from vissl_ext.tracking.tracks_io import save_video_tracks, write_tracks_index
+
+
+@pytest.fixture
+def tracks_dir(video_frames_dir, tmp_path):
+    """Two tracks in the first video (one on every frame, one on frames 2..5), none in the second."""
+    manifest = str(video_frames_dir / "manifest.json")
+    videos = load_manifest(manifest)
+    v = videos[0]
+    W, H = v.width, v.height
+    tracks = [{"id": 0, "frames": list(range(v.num_frames)), "boxes": [[1, 2, 31, 42]] * v.num_frames},
+              {"id": 5, "frames": [2, 3, 4, 5], "boxes": [[10, 10, 20, 30], [11, 10, 21, 30], [12, 10, 22, 30], [13, 10, 23, 30]]}]
+    save_video_tracks(str(tmp_path), v.id, [W, H], tracks)
+    write_tracks_index(str(tmp_path), manifest, [v.id], {"test": True}, "ground_truth")
+    return tmp_path, videos
+
+
+def source(path, *extra):
+    cfg = compose("config=pretrain/tiny/region_tracker_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{path}]", *extra)
+    return VideoRegionPairsSource(cfg, "video_region_pairs", str(path), "TRAIN", "test")
+
+
+def test_pairs_carry_the_boxes_of_common_tracks(tracks_dir, caplog):
+    path, videos = tracks_dir
+    with caplog.at_level(logging.WARNING):
+        src = source(path)
+    assert [v.id for v in src.videos] == [videos[0].id]  # the video without tracks is left out, logged
+    assert src.num_videos_without_tracks == 1 and videos[1].id in caplog.text
+    assert len(src) == videos[0].num_frames - 1 and src.num_pairs_with_regions == len(src)
+    for idx, (vi, a, b) in enumerate(src.samples):
+        pair, ok = src[idx]
+        assert ok and b == a + 1
+        want = [0, 5] if 2 <= a and b <= 5 else [0]
+        assert pair.ids.tolist() == want
+        assert pair.boxes[0][0].tolist() == [1, 2, 31, 42]
+        if 5 in want:
+            assert pair.boxes[0][1].tolist() == [10 + a - 2, 10, 20 + a - 2, 30]
+            assert pair.boxes[1][1].tolist() == [10 + b - 2, 10, 20 + b - 2, 30]
+
+
+def test_boxes_follow_a_read_time_resize(tracks_dir):
+    path, videos = tracks_dir
+    src = source(path, f"config.DATA.TRAIN.VIDEO.SHORT_SIDE={2 * min(videos[0].width, videos[0].height)}")
+    pair, _ = src[0]
+    W = pair.frames[0].size[0]
+    scale = W / videos[0].width
+    assert scale == pytest.approx(2, rel=0.02)
+    sy = pair.frames[0].size[1] / videos[0].height
+    assert np.allclose(pair.boxes[0][0], np.asarray([1, 2, 31, 42]) * np.asarray([scale, sy, scale, sy]), atol=1e-4)
+
+
+def test_max_region_pairs_caps_the_sample(tracks_dir):
+    path, _ = tracks_dir
+    src = source(path, "config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS=1")
+    pair, _ = src[3]
+    assert len(pair.ids) == 1 and pair.boxes[0].shape == (1, 4)
+
+
+def test_broken_tracks_file_is_skipped_with_its_name(tracks_dir, caplog):
+    path, videos = tracks_dir
+    (path / "videos" / f"{videos[0].id}.json").write_text('{"format": "vissl_ext.tracks", "version": 1}')
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="no usable sample"):
+        source(path)
+    assert f"{videos[0].id}.json" in caplog.text
