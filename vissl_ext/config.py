@@ -18,15 +18,20 @@ class ConfigError(ValueError):
     pass
 
 
-def video_cfg(cfg, split: str) -> Dict[str, Any]:
-    """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
-    user = dict(cfg["DATA"][split].get("VIDEO", {}) or {})
-    unknown = set(user) - set(VIDEO_DEFAULTS)
+def with_defaults(user, defaults: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """A config section merged over its defaults; unknown keys are a ConfigError naming them."""
+    user = dict(user or {})
+    unknown = set(user) - set(defaults)
     if unknown:
-        raise ConfigError(f"config.DATA.{split}.VIDEO has unknown keys {sorted(unknown)}; known: {sorted(VIDEO_DEFAULTS)}")
-    out = dict(VIDEO_DEFAULTS)
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(defaults)}")
+    out = dict(defaults)
     out.update(user)
     return out
+
+
+def video_cfg(cfg, split: str) -> Dict[str, Any]:
+    """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
+    return with_defaults(cfg["DATA"][split].get("VIDEO", {}), VIDEO_DEFAULTS, f"config.DATA.{split}.VIDEO")
 
 
 def validate_video_cfg(v: Dict[str, Any], where: str):

@@ -17,7 +17,7 @@ from typing import Any, Callable, List
 
 import torch
 
-from vissl_ext.config import ConfigError, register_config_validator
+from vissl_ext.config import ConfigError, register_config_validator, with_defaults
 
 RIS_DEFAULTS = {
     "MODEL_NAME": "",  # row label in the table (default: the PARAMS_FILE name, or "random_init")
@@ -31,13 +31,7 @@ _MARKER = "EXTRACTED"
 
 
 def ris_cfg(cfg) -> dict:
-    user = dict(cfg.get("RIS", {}) or {})
-    unknown = set(user) - set(RIS_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"config.RIS has unknown keys {sorted(unknown)}; known: {sorted(RIS_DEFAULTS)}")
-    out = dict(RIS_DEFAULTS)
-    out.update(user)
-    return out
+    return with_defaults(cfg.get("RIS", {}), RIS_DEFAULTS, "config.RIS")
 
 
 @register_config_validator

@@ -21,7 +21,7 @@ from classy_vision.losses import ClassyLoss
 from torch import nn
 from torchvision.ops import roi_align
 
-from vissl_ext.config import ConfigError, register_config_validator
+from vissl_ext.config import ConfigError, register_config_validator, with_defaults
 from vissl_ext.registry import register_loss
 
 DEFAULTS = dict(embedding_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, frame_weight=1.0,
@@ -183,12 +183,9 @@ def validate_temporal_contrastive_config(config):
     if config.LOSS.name != "temporal_contrastive_loss":
         return
     where = "config.LOSS.temporal_contrastive_loss"
-    c = dict(DEFAULTS)
     user = dict(config.LOSS.get("temporal_contrastive_loss", {}) or {})
-    unknown = set(user) - set(DEFAULTS) - {"name"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    c.update(user)
+    user.pop("name", None)
+    c = with_defaults(user, DEFAULTS, where)
     for key in ("temperature", "region_temperature"):
         if not c[key] > 0:
             raise ConfigError(f"{where}.{key} must be > 0, got {c[key]}")
