@@ -29,6 +29,17 @@ def with_defaults(user, defaults: Dict[str, Any], where: str) -> Dict[str, Any]:
     return out
 
 
+def dataclass_from_dict(cls, d: dict, what: str):
+    """``cls(**d).validate()`` for a parameter dataclass; unknown keys raise a ValueError naming them."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {what} parameters {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d).validate()
+
+
 def video_cfg(cfg, split: str) -> Dict[str, Any]:
     """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
     return with_defaults(cfg["DATA"][split].get("VIDEO", {}), VIDEO_DEFAULTS, f"config.DATA.{split}.VIDEO")

@@ -12,7 +12,7 @@ frame's boxes ``[x1, y1, x2, y2]`` in stored-frame pixels, concatenated, with pe
 import io
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import List, Optional
 
 import cv2
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from vissl_ext.config import dataclass_from_dict
 from vissl_ext.data.manifest import VideoEntry
 from vissl_ext.tracking.frames import iter_frames
 from vissl_ext.utils_io import atomic_open
@@ -54,11 +55,7 @@ class ProposalParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProposalParams":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown proposal parameters {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d).validate()
+        return dataclass_from_dict(cls, d, "proposal")
 
 
 def selective_search(img_rgb: np.ndarray, mode: str = "fast") -> np.ndarray:

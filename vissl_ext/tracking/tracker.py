@@ -7,12 +7,13 @@ not grow with video length. No Python loop runs over regions.
 """
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 
+from vissl_ext.config import dataclass_from_dict
 from vissl_ext.data.manifest import VideoEntry
 from vissl_ext.tracking.chaining import chain
 from vissl_ext.tracking.features import RegionFeatures
@@ -47,11 +48,7 @@ class TrackerParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrackerParams":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown tracker parameters {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d).validate()
+        return dataclass_from_dict(cls, d, "tracker")
 
 
 def tracks_from_matches(succ: torch.Tensor, boxes: torch.Tensor, R: int, min_len: int) -> List[Track]:
