@@ -67,17 +67,14 @@ def main():
     ap.add_argument("--stride", type=int, default=1, help="extraction stride (frame-folder mode)")
     a = ap.parse_args()
     videos = a.videos or default_videos()
-    from types import SimpleNamespace
-
-    from vissl_ext.data.extract_cli import run
+    from vissl_ext.data.extract_cli import parse_args, run
 
     work = tempfile.mkdtemp(prefix="bench_pairs_")
-    common = dict(inputs=videos, merge=False, stride=a.stride, fps=0.0, short_side=a.short_side, quality=90,
-                  max_frames=0, decoder="pyav", shard=None, workers=1, no_progress=True)
+    common = ["--stride", str(a.stride), "--short-side", str(a.short_side), "--no-progress"]
     t0 = time.perf_counter()
-    run(SimpleNamespace(output=os.path.join(work, "frames"), index_only=False, **common))
+    run(parse_args([*videos, os.path.join(work, "frames"), *common]))
     t_extract = time.perf_counter() - t0
-    run(SimpleNamespace(output=os.path.join(work, "index"), index_only=True, **common))
+    run(parse_args([*videos, os.path.join(work, "index"), "--index-only", *common]))
     print(f"{len(videos)} videos: {', '.join(os.path.basename(v) for v in videos)}")
     print(f"extraction (decode all, resize to {a.short_side}, JPEG): {t_extract:.1f} s")
 

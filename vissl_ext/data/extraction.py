@@ -214,12 +214,6 @@ def write_manifest(out_dir: str) -> Tuple[str, int]:
     return path, len(entries)
 
 
-def shard_of(items: list, shard: int, num_shards: int) -> list:
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
-    return items[shard::num_shards]
-
-
 def entries_for_directory(path: str, decoder: str = "pyav") -> Tuple[List[VideoEntry], List[str]]:
     """Index a folder of videos / frame folders in memory (data sources given a bare folder).
     Returns (entries, failures); failures name each unreadable input."""

@@ -12,6 +12,7 @@ frame's boxes ``[x1, y1, x2, y2]`` in stored-frame pixels, concatenated, with pe
 import io
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -137,6 +138,11 @@ def propose_video(entry: VideoEntry, p: ProposalParams, decoder: str = "pyav") -
         boxes[pos], raw[pos] = propose_frame(img, p)
         readable[pos] = True
     return VideoProposals(entry.id, size, boxes, readable, raw, asdict(p))
+
+
+def proposals_path(out_dir: str, video_id: str) -> str:
+    """Where a proposal cache folder keeps one video's proposals."""
+    return os.path.join(out_dir, f"{video_id}.npz")
 
 
 def save_proposals(path: str, vp: VideoProposals):

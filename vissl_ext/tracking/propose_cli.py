@@ -1,4 +1,13 @@
-"""The work of tools/propose_regions.py (in-process callable for tests and benchmarks)."""
+"""Selective-search region proposals for every frame of a video manifest, cached per video.
+
+    python tools/propose_regions.py /data/frames/manifest.json /data/proposals
+    python tools/propose_regions.py manifest.json /data/proposals --mode quality --top-r 200
+    python tools/propose_regions.py manifest.json /data/proposals --shard 1/4 --workers 8
+
+Writes <out>/<video_id>.npz (atomic: present means finished; rerunning skips finished videos)
+and <out>/summary_<shard>-of-<n>.json. Shardable with --shard i/n (or torch.distributed's
+RANK/WORLD_SIZE). Frames without a proposal and unreadable frames are counted and logged.
+"""
 import json
 import logging
 import os
@@ -8,16 +17,37 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
-from vissl_ext.data.extract_cli import parse_shard
-from vissl_ext.data.extraction import shard_of
+from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import VideoDecodeError
-from vissl_ext.tracking.proposals import ProposalParams, propose_video, save_proposals
+from vissl_ext.tracking.proposals import ProposalParams, propose_video, proposals_path, save_proposals
 from vissl_ext.utils_io import write_json_atomic
 
 
-def proposals_path(out_dir: str, video_id: str) -> str:
-    return os.path.join(out_dir, f"{video_id}.npz")
+def parse_args(argv=None):
+    d = ProposalParams()
+    p = parser(__doc__)
+    p.add_argument("manifest", help="video manifest (tools/extract_frames.py)")
+    p.add_argument("output", help="proposal cache folder")
+    p.add_argument("--mode", choices=["fast", "quality", "single"], default=d.mode, help=f"selective search strategy (default {d.mode})")
+    p.add_argument("--ss-short-side", type=int, default=d.ss_short_side,
+                   help=f"run selective search at this short side, boxes mapped back (0: as stored; default {d.ss_short_side})")
+    p.add_argument("--min-side", type=float, default=d.min_side, help=f"min box side in stored pixels (default {d.min_side})")
+    p.add_argument("--max-aspect", type=float, default=d.max_aspect, help=f"max box aspect ratio (default {d.max_aspect})")
+    p.add_argument("--min-size-ratio", type=float, default=d.min_size_ratio, help=f"min box area / frame area (default {d.min_size_ratio})")
+    p.add_argument("--max-size-ratio", type=float, default=d.max_size_ratio, help=f"max box area / frame area (default {d.max_size_ratio})")
+    p.add_argument("--nms-iou", type=float, default=d.nms_iou, help=f"NMS IoU over ranked boxes, 0: off (default {d.nms_iou})")
+    p.add_argument("--top-r", type=int, default=d.top_r, help=f"keep the first R boxes per frame (default {d.top_r})")
+    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav", help="for manifests that decode videos directly")
+    p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (one video each)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    # failed videos are counted, logged and listed in the summary: exit code 0
+    return run_main(parse_args, run, argv, shown=lambda s: {k: v for k, v in s.items() if k != "params"})
 
 
 def _done(path: str, params: dict) -> bool:

@@ -1,6 +1,19 @@
-"""The work of tools/track_regions.py: shard videos over ranks, track each, write the tracks
-files (atomic, resumable) and the index (rank 0 under torch.distributed; every shard otherwise,
-from all finished videos, so the last shard to finish leaves a complete index)."""
+"""Region Tracker: chain selective-search regions through each video by nearest ROI-pooled res4
+features of a VISSL trunk, and write tracks (vissl_ext/tracking/tracks_io.py format).
+
+    python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint model_final_checkpoint_phase199.torch
+    python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint ck.torch --device cuda \\
+        --params configs/tracking/region_tracker.yaml --threshold 0.5 --no-mutual
+    torchrun --nproc_per_node 8 tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint ck.torch --device cuda
+
+The trunk is built from a VISSL config (--config, default pretrain/moco_video_baseline, plus
+--override config.MODEL...) and loads any VISSL checkpoint or plain trunk state dict
+(--checkpoint random: random init, for smoke tests). Resumable (finished videos are skipped);
+videos are sharded over torch.distributed ranks (rank 0 writes index.json) or with --shard i/n.
+
+Tracks files are written atomically and resumably; the index by rank 0 under torch.distributed, by
+every shard otherwise (from all finished videos, so the last shard to finish leaves a complete index).
+"""
 import logging
 import os
 from dataclasses import asdict
@@ -8,12 +21,10 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from vissl_ext.data.extract_cli import parse_shard
-from vissl_ext.data.extraction import shard_of
+from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.tracking.features import RegionFeatures
-from vissl_ext.tracking.propose_cli import proposals_path
-from vissl_ext.tracking.proposals import load_proposals
+from vissl_ext.tracking.proposals import load_proposals, proposals_path
 from vissl_ext.tracking.tracker import TrackerParams, track_video
 from vissl_ext.tracking.tracks_io import (
     finished_video_ids,
@@ -25,6 +36,36 @@ from vissl_ext.utils_io import write_json_atomic
 
 _COUNTS = ("frames", "unreadable", "frames_without_regions", "regions", "regions_unmatched", "matches", "tracks")
 _TIMES = ("t_read", "t_forward", "t_pool", "t_match", "t_chain")
+
+
+def parse_args(argv=None):
+    d = TrackerParams()
+    p = parser(__doc__)
+    p.add_argument("manifest", help="video manifest the proposals were made from")
+    p.add_argument("proposals", help="proposal cache folder (tools/propose_regions.py)")
+    p.add_argument("output", help="tracks folder (index.json, videos/<id>.json)")
+    p.add_argument("--checkpoint", required=True, help="VISSL checkpoint or trunk state dict ('random': random init)")
+    p.add_argument("--config", default="pretrain/moco_video_baseline", help="VISSL config that builds the trunk")
+    p.add_argument("--override", action="append", help="config override, e.g. config.MODEL.TRUNK.RESNETS.DEPTH=101 (repeatable)")
+    p.add_argument("--params", help="YAML of tracker parameters (e.g. configs/tracking/region_tracker.yaml); flags win")
+    p.add_argument("--num-regions", dest="num_regions", type=int, help=f"R: proposals per frame (default {d.num_regions})")
+    p.add_argument("--delta", type=int, help=f"Δ: match frame i to i+Δ (default {d.delta})")
+    p.add_argument("--threshold", type=float, help=f"max feature distance of a match, unit-norm features (default {d.threshold})")
+    p.add_argument("--pool-size", dest="pool_size", type=int, help=f"ROIAlign output size (default {d.pool_size})")
+    p.add_argument("--mutual", dest="mutual", action="store_true", default=None, help="keep only mutual nearest neighbours")
+    p.add_argument("--no-mutual", dest="mutual", action="store_false", help=f"one-way nearest neighbours (default mutual={d.mutual})")
+    p.add_argument("--min-track-len", dest="min_track_len", type=int, help=f"(default {d.min_track_len})")
+    p.add_argument("--input-short-side", dest="input_short_side", type=int, help=f"trunk input short side (default {d.input_short_side})")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help=f"frames per forward (default {d.batch_size})")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 (under torchrun, cuda means cuda:LOCAL_RANK)")
+    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
+    p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i (without torch.distributed)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    return run_main(parse_args, run, argv)
 
 
 def load_params_file(path: str) -> dict:

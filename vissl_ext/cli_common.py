@@ -1,0 +1,67 @@
+"""What every command line of the package shares: sharding, logging, and the ``main`` wrapper.
+
+The convention (README, Layout): a CLI module ``vissl_ext/<area>/<name>_cli.py`` holds
+``parse_args(argv)`` (its argparse parser; the module docstring is the ``--help`` text),
+``run(args) -> dict`` (the work; returns a summary, raises on user errors) and
+``main(argv=None) -> int`` (an exit code, through :func:`run_main`). ``tools/<name>.py`` is a
+shim calling ``main``; tests call ``main([...])``, or ``run(parse_args([...]))`` for the summary.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable, Optional, Sequence, Tuple, Type
+
+# Exceptions that mean "the user gave something wrong" (a file, a flag value): one error: line,
+# exit code 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError)
+
+
+def parser(doc: str, **kw) -> argparse.ArgumentParser:
+    """An ArgumentParser whose --help shows a module docstring with its usage examples as written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
+def setup_logging():
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+
+def parse_shard(shard: Optional[str]) -> Tuple[int, int]:
+    """'i/n', or torch.distributed's RANK/WORLD_SIZE from the environment, or 0/1."""
+    if shard:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}")
+        if n < 1 or not 0 <= i < n:
+            raise ValueError(f"--shard {shard}: need 0 <= i < n")
+        return i, n
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return 0, 1
+
+
+def shard_of(items: list, shard: int, num_shards: int) -> list:
+    """Every ``num_shards``-th item starting at ``shard``."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
+    return items[shard::num_shards]
+
+
+def run_main(parse_args: Callable, run: Callable, argv: Optional[Sequence[str]] = None,
+             user_errors: Tuple[Type[BaseException], ...] = USER_ERRORS,
+             shown: Optional[Callable] = lambda s: s) -> int:
+    """parse -> logging -> run -> ``shown(summary)`` as JSON on stdout (``shown=None``: nothing,
+    for a CLI whose ``run`` prints a report itself). Exit code 0, or 1 when the summary says
+    ``ok: False``, or 2 with one ``error:`` line for a user error."""
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        summary = run(args)
+    except user_errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if shown is not None and summary is not None:
+        print(json.dumps(shown(summary), indent=1, default=str))
+    return 0 if not isinstance(summary, dict) or summary.get("ok", True) else 1

@@ -1,0 +1,108 @@
+"""Top-K Representation Invariance Scores (paper Table 1) for features on disk or a torchvision model.
+
+    python tools/compute_ris.py score --manifest m.json --features feats.npy --model mocov2 --out results/
+    python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --weights r50.pth --model sup --out results/
+    python tools/compute_ris.py report results/ --chart results/chart.png
+"""
+import os
+
+from vissl_ext.cli_common import parser, run_main
+
+
+def parse_args(argv=None):
+    p = parser(__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("score", help="score features already on disk")
+    s.add_argument("--features", required=True,
+                   help=".npy/.npz [N, D] in manifest order, a VISSL extract folder, or the public code's alldata.pth")
+    s.add_argument("--manifest", help="RIS manifest (not needed for alldata.pth)")
+    s.add_argument("--layer", default=None, help="layer of a VISSL extract folder (default: the only one)")
+    s.add_argument("--set", default=None, help="set name (default: the manifest's)")
+    s.add_argument("--invariance", default=None, help="invariance name (default: the manifest's)")
+    t = sub.add_parser("torchvision", help="extract features of a torchvision model, then score")
+    t.add_argument("--manifest", required=True)
+    t.add_argument("--arch", default="resnet50")
+    t.add_argument("--weights", default="", help="state dict file (empty: random init, for smoke tests)")
+    t.add_argument("--state-dict-key", default="", help="nested key of the state dict, e.g. state_dict")
+    t.add_argument("--layer", default="avgpool", help="graph node (default: the pooled 2048-d ResNet-50 output)")
+    t.add_argument("--image-size", type=int, default=0, help="default: the manifest's (128 GOT/ALOI, 224 PASCAL3D+)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--device", default="cpu")
+    for x in (s, t):
+        x.add_argument("--model", required=True, help="row label in the table")
+        x.add_argument("--out", required=True, help="folder of results (JSON per model and set, table, chart)")
+        x.add_argument("--topk", type=int, nargs="+", default=[10, 25])
+        x.add_argument("--no-chart", action="store_true")
+    r = sub.add_parser("report", help="table and chart of result JSONs (files or folders)")
+    r.add_argument("results", nargs="+")
+    r.add_argument("--chart", default="", help="PNG path")
+    args = p.parse_args(argv)
+    if args.cmd == "score" and not args.manifest and not _is_alldata(args.features):
+        p.error("--manifest is required")
+    return args
+
+
+def _is_alldata(features: str) -> bool:
+    return features.endswith((".pth", ".pt"))
+
+
+def _score_and_write(feats, trajectories, classes, model, set_name, invariance, out_dir, topk, chart, **extra):
+    from vissl_ext.invariance.report import format_table, load_results, plot_chart, result_record, write_result
+    from vissl_ext.invariance.ris import compute_ris
+
+    result = compute_ris(feats, trajectories, classes, topk=topk)
+    path = write_result(out_dir, result_record(result, model, set_name, invariance, **extra))
+    records = load_results([out_dir])  # every model scored into this folder: one table, one chart
+    print(format_table(records))
+    print(f"written: {path}")
+    summary = {"ok": True, "result": path}
+    if chart:
+        summary["chart"] = plot_chart(records, os.path.join(out_dir, "ris_chart.png"))
+        print(f"chart: {summary['chart']}")
+    return summary
+
+
+def run(args) -> dict:
+    """Scores (or reports); prints the table of every result in the output folder."""
+    from vissl_ext.invariance.features_io import load_features, load_reference_alldata
+    from vissl_ext.invariance.manifest import load_ris_manifest
+    from vissl_ext.invariance.report import format_table, load_results, plot_chart
+
+    if args.cmd == "report":
+        records = load_results(args.results)
+        print(format_table(records))
+        summary = {"ok": True, "results": len(records)}
+        if args.chart:
+            summary["chart"] = plot_chart(records, args.chart)
+            print(f"chart: {summary['chart']}")
+        return summary
+
+    os.makedirs(args.out, exist_ok=True)
+    if args.cmd == "score" and not args.manifest:  # the public code's alldata.pth (parse_args checked)
+        feats, traj, classes = load_reference_alldata(args.features)
+        return _score_and_write(feats, traj, classes, args.model, args.set or "alldata", args.invariance or "custom",
+                                args.out, args.topk, not args.no_chart, features=os.path.abspath(args.features))
+    m = load_ris_manifest(args.manifest)
+    if args.cmd == "score":
+        feats = load_features(args.features, num_images=len(m.entries), layer=args.layer)
+        src = args.features
+    else:
+        from vissl_ext.invariance.torchvision_features import extract_torchvision_features, load_torchvision_model
+
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}__{m.set}")
+        src = os.path.join(args.out, f"features_{safe}_{args.layer}.npy")
+        if os.path.exists(src):  # resumable: the expensive part is done once
+            print(f"{src} exists: reusing it (delete it to extract again)")
+            feats = load_features(src, num_images=len(m.entries))
+        else:
+            model = load_torchvision_model(args.arch, args.weights or None, args.state_dict_key)
+            feats = extract_torchvision_features(model, m, src, layer=args.layer, image_size=args.image_size or None,
+                                                 batch_size=args.batch_size, workers=args.workers, device=args.device)
+    return _score_and_write(feats, m.trajectories, m.classes, args.model, getattr(args, "set", None) or m.set,
+                            getattr(args, "invariance", None) or m.invariance, args.out, args.topk, not args.no_chart,
+                            manifest=m.path, features=os.path.abspath(src))
+
+
+def main(argv=None) -> int:
+    return run_main(parse_args, run, argv, shown=None)  # run prints the table
