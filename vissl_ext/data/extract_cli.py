@@ -10,6 +10,7 @@ WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard
 """
 import logging
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
@@ -27,6 +28,7 @@ from vissl_ext.data.extraction import (
     write_manifest,
 )
 from vissl_ext.data.video_io import VideoDecodeError
+from vissl_ext.shard_jobs import add_slurm_args, submit_and_merge
 from vissl_ext.utils_io import write_json_atomic
 
 
@@ -45,7 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1, help="parallel processes on this machine")
     p.add_argument("--merge", action="store_true", help="only rebuild <output>/manifest.json from finished videos")
     p.add_argument("--no-progress", action="store_true")
+    add_slurm_args(p)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.merge and args.output is None and len(args.inputs) == 1:
         args.output, args.inputs = args.inputs[0], []
     if args.output is None:
@@ -93,11 +97,15 @@ def _is_done(out, vid, params, index_only):
     return True
 
 
+def _merge(out: str) -> dict:
+    path, n = write_manifest(out)
+    return {"manifest": path, "videos": n}
+
+
 def run(args) -> dict:
     out = args.output
     if args.merge:
-        path, n = write_manifest(out)
-        return {"manifest": path, "videos": n}
+        return _merge(out)
     params = ExtractParams(stride=args.stride, fps=args.fps, short_side=args.short_side, quality=args.quality,
                            max_frames=args.max_frames, decoder=args.decoder)
     params.validate()
@@ -110,6 +118,8 @@ def run(args) -> dict:
         if vid in ids and ids[vid] != p:
             raise ValueError(f"two inputs map to the same video id '{vid}': {ids[vid]} and {p}; pass them separately")
         ids[vid] = p
+    if args.slurm:  # inputs and settings checked here, before any job is submitted
+        return submit_and_merge("vissl_ext.data.extract_cli", args.argv, args, out, lambda: _merge(out))
     mine = shard_of(sorted(ids.items()), shard, num_shards)
     todo = [(p, vid) for vid, p in mine if not _is_done(out, vid, params, args.index_only)]
     logging.info(f"{len(found)} inputs, shard {shard}/{num_shards}: {len(mine)} videos, "

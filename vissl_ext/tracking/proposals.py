@@ -9,10 +9,12 @@ returns them ranked), so "top-R" means the first R that survive the filters.
 Cache: ``<dir>/<video_id>.npz`` (written atomically: present means finished) holding every
 frame's boxes ``[x1, y1, x2, y2]`` in stored-frame pixels, concatenated, with per-frame counts.
 """
+import ctypes
 import io
 import json
 import logging
 import os
+import zlib
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -59,8 +61,21 @@ class ProposalParams:
         return dataclass_from_dict(cls, d, "proposal")
 
 
-def selective_search(img_rgb: np.ndarray, mode: str = "fast") -> np.ndarray:
-    """Raw selective search boxes [x1, y1, x2, y2] on this image, in the method's ranking order."""
+_LIBC = ctypes.CDLL(None)
+
+
+def frame_seed(video_id: str, position: int) -> int:
+    """A seed fixed by (video, frame): the same boxes alone, in a batch, in any shard, after a resume."""
+    return zlib.crc32(f"{video_id}\0{position}".encode()) & 0x7FFFFFFF
+
+
+def selective_search(img_rgb: np.ndarray, mode: str = "fast", seed: Optional[int] = None) -> np.ndarray:
+    """Raw selective search boxes [x1, y1, x2, y2] on this image, in the method's ranking order.
+
+    OpenCV ranks the boxes with C's ``rand()`` (not ``cv::theRNG``, so ``cv2.setRNGSeed`` does
+    not fix them): ``seed`` seeds libc's generator just before, making the ranking repeatable."""
+    if seed is not None:
+        _LIBC.srand(ctypes.c_uint(seed))
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR))
     {"fast": ss.switchToSelectiveSearchFast, "quality": ss.switchToSelectiveSearchQuality,
@@ -90,15 +105,16 @@ def filter_boxes(boxes: np.ndarray, width: int, height: int, p: ProposalParams) 
     return b[: p.top_r]
 
 
-def propose_frame(img, p: ProposalParams):
-    """(filtered boxes in stored-frame pixels, raw box count) for one PIL or RGB array frame."""
+def propose_frame(img, p: ProposalParams, seed: Optional[int] = None):
+    """(filtered boxes in stored-frame pixels, raw box count) for one PIL or RGB array frame;
+    ``seed``: see :func:`selective_search`."""
     arr = np.asarray(img.convert("RGB")) if hasattr(img, "convert") else np.asarray(img)
     H, W = arr.shape[:2]
     small = arr
     if p.ss_short_side and min(W, H) > p.ss_short_side:
         s = p.ss_short_side / min(W, H)
         small = cv2.resize(arr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
-    raw = selective_search(small, p.mode)
+    raw = selective_search(small, p.mode, seed)
     sx, sy = W / small.shape[1], H / small.shape[0]
     raw *= np.array([sx, sy, sx, sy], dtype=np.float32)
     return filter_boxes(raw, W, H, p), len(raw)
@@ -135,7 +151,7 @@ def propose_video(entry: VideoEntry, p: ProposalParams, decoder: str = "pyav") -
         elif list(img.size) != size:
             logging.warning(f"proposals: {entry.id} frame {pos} is {img.size}, not {tuple(size)}: skipped")
             continue
-        boxes[pos], raw[pos] = propose_frame(img, p)
+        boxes[pos], raw[pos] = propose_frame(img, p, frame_seed(entry.id, pos))
         readable[pos] = True
     return VideoProposals(entry.id, size, boxes, readable, raw, asdict(p))
 

@@ -11,6 +11,7 @@ RANK/WORLD_SIZE). Frames without a proposal and unreadable frames are counted an
 import json
 import logging
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import VideoDecodeError
+from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.proposals import ProposalParams, propose_video, proposals_path, save_proposals
 from vissl_ext.utils_io import write_json_atomic
 
@@ -42,7 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one video each)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    add_slurm_args(p)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def main(argv=None) -> int:
@@ -88,6 +93,9 @@ def run(args) -> dict:
     pd = asdict(params)
     shard, num_shards = parse_shard(args.shard)
     entries = load_manifest(args.manifest)
+    if args.slurm:  # manifest and settings checked here, before any job is submitted
+        return submit_and_merge("vissl_ext.tracking.propose_cli", args.argv, args, args.output,
+                                lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json"))
     mine = shard_of(sorted(entries, key=lambda e: e.id), shard, num_shards)
     os.makedirs(args.output, exist_ok=True)
     todo = [e for e in mine if not _done(proposals_path(args.output, e.id), pd)]

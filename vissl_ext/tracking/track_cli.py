@@ -16,6 +16,7 @@ every shard otherwise (from all finished videos, so the last shard to finish lea
 """
 import logging
 import os
+import sys
 from dataclasses import asdict
 
 import torch
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
+from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import load_proposals, proposals_path
 from vissl_ext.tracking.tracker import TrackerParams, track_video
@@ -61,7 +63,10 @@ def parse_args(argv=None):
     p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
     p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i (without torch.distributed)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    add_slurm_args(p, gpus_default=1)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def main(argv=None) -> int:
@@ -121,6 +126,9 @@ def run(args) -> dict:
               "config": args.config, "overrides": list(args.override or []), "proposals": os.path.abspath(args.proposals)}
     record["proposal_params"] = _proposal_params(args.proposals, sorted(by_id))
     _check_params(out, record)
+    if args.slurm:  # manifest, settings and output checked here, before any job is submitted
+        return submit_and_merge("vissl_ext.tracking.track_cli", args.argv, args, out,
+                                lambda: _merge(args, by_id, record))
     done = set(finished_video_ids(out))
     todo = [v for v in mine if v not in done]
     logging.info(f"tracker shard {shard}/{num_shards} on {device}: {len(mine)} videos, {len(mine) - len(todo)} done, {len(todo)} to do")
@@ -161,12 +169,21 @@ def run(args) -> dict:
     if dist is not None and not args.shard:
         torch.distributed.barrier()
     if dist is None or args.shard or shard == 0:  # one writer under torch.distributed
-        finished = [v for v in finished_video_ids(out) if v in by_id]
-        summary["index"] = write_tracks_index(out, args.manifest, finished, record, "region_tracker")
-        summary["videos_in_index"] = len(finished)
+        summary.update(_write_index(args, by_id, record))
     if inited:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _write_index(args, by_id, record) -> dict:
+    finished = [v for v in finished_video_ids(args.output) if v in by_id]
+    return {"index": write_tracks_index(args.output, args.manifest, finished, record, "region_tracker"),
+            "videos_in_index": len(finished)}
+
+
+def _merge(args, by_id, record) -> dict:
+    merged = merge_shard_summaries(args.output, args.slurm_shards, "summary.json")
+    return {**merged, **_write_index(args, by_id, record)}
 
 
 def _proposal_params(proposals_dir: str, ids) -> dict:

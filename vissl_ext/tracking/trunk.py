@@ -109,8 +109,11 @@ def load_trunk_weights(trunk: torch.nn.Module, state: Dict[str, torch.Tensor], f
 def load_tracker_trunk(checkpoint: str = None, config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (),
                        feature: str = "res4") -> torch.nn.Module:
     """Build the trunk from a composed VISSL config; load ``checkpoint`` (None or 'random':
-    random init, for tests and smoke runs). Returned in eval mode."""
-    trunk = build_trunk(compose_model_config(config, overrides))
+    random init from a fixed seed, for tests and smoke runs: every shard and process gets the same
+    weights). Returned in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        trunk = build_trunk(compose_model_config(config, overrides))
     if checkpoint and checkpoint != "random":
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")

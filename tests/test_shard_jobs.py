@@ -1,0 +1,110 @@
+"""The offline chain as submitit array jobs (LocalExecutor: real processes, no cluster):
+two shards, one killed before it finishes and resubmitted by a rerun, then one merge; the
+outputs equal a single-process run's. Also: which options a task's command line keeps, and
+proposals that do not depend on which process or batch made them."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vissl_ext.data.manifest import load_manifest
+from vissl_ext.shard_jobs import strip_slurm_options
+from vissl_ext.tracking.proposals import ProposalParams, load_proposals, propose_frame
+from vissl_ext_testing import shared_path
+
+
+def test_strip_slurm_options():
+    argv = ["a.mp4", "out", "--stride", "4", "--slurm", "--slurm-shards", "2", "--partition=dev",
+            "--slurm-cluster", "local", "--mem-gb", "8", "--slurm-no-wait", "--no-progress"]
+    assert strip_slurm_options(argv) == ["a.mp4", "out", "--stride", "4", "--no-progress"]
+
+
+def test_proposals_are_fixed_by_video_and_frame():
+    from PIL import Image
+
+    img = Image.open(shared_path("ade20k_sceneparsing", "ADEChallengeData2016", "images", "validation",
+                                 "ADE_val_00000001.jpg")).convert("RGB").resize((160, 120))
+    p = ProposalParams(ss_short_side=0, nms_iou=0.0, top_r=1000)
+    a, _ = propose_frame(img, p, seed=7)
+    propose_frame(img, p, seed=8)  # other work in between must not matter
+    b, _ = propose_frame(img, p, seed=7)
+    c, _ = propose_frame(img, p, seed=8)
+    np.testing.assert_array_equal(a, b)
+    # the seed does matter (the ranking is random in OpenCV): same boxes, another order
+    assert not np.array_equal(a, c) and {tuple(r) for r in a} == {tuple(r) for r in c}
+
+
+def _main(module, argv, env=None):
+    import importlib
+
+    mod = importlib.import_module(module)
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return mod.run(mod.parse_args([str(a) for a in argv]))
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _frames(out):
+    root = os.path.join(out, "frames")
+    return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+            for d, _, fs in os.walk(root) for f in fs if f.endswith(".jpg")}
+
+
+@pytest.mark.slow
+def test_chain_on_local_array_jobs_equals_one_process(tmp_path):
+    videos = [shared_path("video_pysot_bag", "bag.avi"), shared_path("video_opencv", "cup.mp4")]
+    ex = ["--stride", "6", "--max-frames", "8", "--short-side", "96", "--no-progress"]
+    slurm = ["--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
+    one, arr = tmp_path / "one", tmp_path / "arr"
+    _main("vissl_ext.data.extract_cli", [*videos, one, *ex])
+
+    # shard 1 is killed (SIGKILL) after its work, before it marks itself done: reported, nothing merged
+    s = _main("vissl_ext.data.extract_cli", [*videos, arr, *ex, *slurm], env={"VISSL_EXT_TEST_KILL_SHARD": "1"})
+    assert s["ok"] is False and s["submitted"] == [0, 1] and [f["shard"] for f in s["failed"]] == [1]
+    assert os.path.isfile(s["failed"][0]["stderr"]) and "merged" not in s
+    # rerun: only shard 1 goes again, then the merge writes the manifest
+    s = _main("vissl_ext.data.extract_cli", [*videos, arr, *ex, *slurm])
+    assert s["ok"] is True and s["already_done"] == 1 and s["submitted"] == [1] and s["merged"]["videos"] == 2
+    assert _frames(arr) == _frames(one) and len(_frames(one)) == 16
+    m1, m2 = load_manifest(str(one / "manifest.json")), load_manifest(str(arr / "manifest.json"))
+    assert [(e.id, e.num_frames, e.frames) for e in m1] == [(e.id, e.num_frames, e.frames) for e in m2]
+    # a third run has nothing to submit
+    s = _main("vissl_ext.data.extract_cli", [*videos, arr, *ex, *slurm])
+    assert s["ok"] is True and s["submitted"] == [] and s["already_done"] == 2
+
+    # proposals: per-video caches equal to one process's, merged summary adds the shards up
+    pp = ["--ss-short-side", "96", "--top-r", "20", "--no-progress"]
+    _main("vissl_ext.tracking.propose_cli", [one / "manifest.json", one / "props", *pp])
+    s = _main("vissl_ext.tracking.propose_cli", [arr / "manifest.json", arr / "props", *pp, *slurm])
+    assert s["ok"] is True and s["merged"]["frames"] == 16 and s["merged"]["processed"] == 2
+    merged = json.loads((arr / "props" / "summary.json").read_text())
+    assert merged["frames"] == 16 and sorted(merged["shards"]) == ["0/2", "1/2"]
+    for vid in ("bag", "cup"):
+        a, b = load_proposals(str(one / "props" / f"{vid}.npz")), load_proposals(str(arr / "props" / f"{vid}.npz"))
+        assert all(np.array_equal(x, y) for x, y in zip(a.boxes, b.boxes)) and sum(map(len, a.boxes)) > 16
+
+    # tracks (random-init trunk, fixed seed): the merged index lists both videos, tracks equal
+    tp = ["--checkpoint", "random", "--input-short-side", "64", "--batch-size", "8", "--no-progress"]
+    _main("vissl_ext.tracking.track_cli", [one / "manifest.json", one / "props", one / "tracks", *tp])
+    s = _main("vissl_ext.tracking.track_cli", [arr / "manifest.json", arr / "props", arr / "tracks", *tp, *slurm])
+    assert s["ok"] is True and s["merged"]["videos_in_index"] == 2
+    for vid in ("bag", "cup"):
+        a = json.loads((one / "tracks" / "videos" / f"{vid}.json").read_text())
+        b = json.loads((arr / "tracks" / "videos" / f"{vid}.json").read_text())
+        assert a["tracks"] == b["tracks"] and len(a["tracks"]) > 0
+
+
+def test_slurm_route_user_errors(tmp_path):
+    from vissl_ext.data.extract_cli import main
+
+    video = shared_path("video_opencv", "cup.mp4")
+    assert main([video, str(tmp_path / "o"), "--slurm"]) == 2  # no --partition
+    assert main([video, str(tmp_path / "o"), "--slurm", "--slurm-cluster", "local", "--shard", "0/2"]) == 2
+    assert not (tmp_path / "o" / "slurm").exists()
