@@ -87,7 +87,8 @@ def main():
     torch.manual_seed(0)
     dev = a.device
     if not torch.distributed.is_initialized():  # VISSL's MoCo queue gathers even in one process, as its launcher sets up
-        torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:29531", rank=0, world_size=1)
+        backend = "nccl" if dev.startswith("cuda") else "gloo"  # gloo gathers no CUDA tensors
+        torch.distributed.init_process_group(backend, init_method="tcp://127.0.0.1:29531", rank=0, world_size=1)
     x_q = torch.randn(a.batch, 3, a.size, a.size, device=dev)
     x_k = torch.randn(a.batch, 3, a.size, a.size, device=dev)
     rois = region_rois(a.batch, a.size, a.regions, dev)
