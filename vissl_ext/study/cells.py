@@ -1,0 +1,173 @@
+"""One study cell = one model x one evaluation, run as the project's own command line.
+
+Every model becomes a VISSL checkpoint first (random init from a seed, or a torchvision state
+dict renamed to VISSL's trunk keys), so every evaluation takes the same route as a user's:
+RIS through ``config=benchmark/ris/custom``, linear probes through the host's benchmark config,
+VOC07 SVMs through the host's train_svm flow, ADE20K through tools/train_ade20k_segmentation.py.
+A cell's output lives in ``<out>/cells/<model>__<evaluation>/`` (``log.txt`` of the command,
+``run/`` of its outputs); ``result.json`` is written last, atomically, and marks the cell done.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List
+
+from vissl_ext.study.spec import Evaluation, Model, Study
+from vissl_ext.utils_io import atomic_open, write_json_atomic
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VOC07_SVM_CONFIG = "benchmark/linear_image_classification/voc07/eval_resnet_8gpu_transfer_voc07_svm"
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+def safe_name(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
+
+
+def cell_dir(out: str, model: Model, ev: Evaluation) -> str:
+    return os.path.join(out, "cells", f"{safe_name(model.name)}__{safe_name(ev.name)}")
+
+
+def _tool(name: str) -> str:
+    path = os.path.join(REPO, "tools", name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: run the study from a checkout of vissl_ext (tools/ beside the package)")
+    return path
+
+
+def _vissl_checkpoint(trunk_state: dict, path: str):
+    import torch
+
+    # the layout VISSL's checkpoint hook writes; every VISSL benchmark config loads it
+    with atomic_open(path, "wb") as f:
+        torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": trunk_state, "heads": {}}}},
+                    "phase_idx": 0, "iteration": 0, "type": "consolidated"}, f)
+
+
+def prepare_model(m: Model, out: str) -> str:
+    """The VISSL checkpoint a model is evaluated from (made once under ``<out>/models/``)."""
+    if m.kind == "vissl":
+        return m.checkpoint
+    import torch
+
+    from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
+
+    path = os.path.join(out, "models", f"{safe_name(m.name)}.torch")
+    if os.path.isfile(path):
+        return path
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(m.seed)
+        trunk = build_trunk(compose_model_config("pretrain/moco_video_baseline", [f"config.MODEL.TRUNK.RESNETS.DEPTH={m.depth}"]))
+    if m.kind == "torchvision":
+        try:
+            obj = torch.load(m.weights, map_location="cpu", weights_only=True)
+            state = trunk_state_from_checkpoint(obj)
+            missing, unexpected = trunk.load_state_dict(state, strict=False)
+        except Exception as e:
+            raise ValueError(f"model '{m.name}': {m.weights} is not a ResNet-{m.depth} state dict that loads safely ({e})")
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise ValueError(f"model '{m.name}': {m.weights} does not fit a ResNet-{m.depth} trunk "
+                             f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})")
+    _vissl_checkpoint(trunk.state_dict(), path)
+    return path
+
+
+def cell_command(study: Study, model: Model, ckpt: str, ev: Evaluation, cdir: str) -> List[str]:
+    run = os.path.join(cdir, "run")
+    vissl = [sys.executable, _tool("run_distributed_engines.py")]
+    common = [f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}", f"config.CHECKPOINT.DIR={run}", *study.overrides, *ev.overrides]
+    if ev.kind == "ris":
+        return [*vissl, "config=benchmark/ris/custom", f"config.DATA.TEST.DATA_PATHS=[{ev.manifest}]",
+                f"config.RIS.MODEL_NAME={model.name}", *common]
+    if ev.kind == "linear":
+        return [*vissl, f"config={ev.config}", *common]
+    if ev.kind == "voc07_svm":
+        return [sys.executable, "-m", "vissl_ext.downstream.train_svm", f"config={ev.config or VOC07_SVM_CONFIG}", *common]
+    if ev.kind == "ade20k":
+        flags = [a for a in ev.args]
+        return [sys.executable, _tool("train_ade20k_segmentation.py"), "--dataset-root", ev.dataset_root,
+                "--weights", ckpt, "--no-progress", *flags, "OUTPUT_DIR", run]
+    raise ValueError(f"unknown evaluation kind {ev.kind!r}")
+
+
+def parse_result(ev: Evaluation, cdir: str) -> Dict:
+    """The numbers a finished cell produced (metric name -> value), read from its outputs."""
+    run = os.path.join(cdir, "run")
+    if ev.kind == "ris":
+        files = sorted(glob.glob(os.path.join(run, "ris_*.json")))
+        if not files:
+            raise CellFailed(f"no RIS result in {run}")
+        with open(files[0]) as f:
+            rec = json.load(f)
+        return {"invariance": rec["invariance"], "set": rec["set"],
+                "metrics": {f"Top-{k}": float(v) for k, v in rec["scores"].items()}}
+    if ev.kind == "linear":
+        last = None
+        with open(os.path.join(run, "metrics.json")) as f:
+            for line in f:
+                line = line.strip()
+                if line and "test_accuracy_list_meter" in line:
+                    last = json.loads(line)
+        if last is None:
+            raise CellFailed(f"{run}/metrics.json holds no test accuracy")
+        top1 = last["test_accuracy_list_meter"]["top_1"]
+        head = ev.metric or max(top1, key=lambda h: top1[h])
+        if head not in top1:
+            raise CellFailed(f"head {head!r} not in {sorted(top1)} ({run}/metrics.json)")
+        return {"metrics": {"top-1": float(top1[head])}, "head": head, "all": top1}
+    if ev.kind == "voc07_svm":
+        import numpy as np
+
+        maps = {}
+        for p in sorted(glob.glob(os.path.join(run, "*", "test_ap.npy"))):
+            maps[os.path.basename(os.path.dirname(p))] = float(np.mean(np.load(p, allow_pickle=False))) * 100
+        if not maps:
+            raise CellFailed(f"no <layer>/test_ap.npy under {run}")
+        layer = ev.metric or max(maps, key=lambda k: maps[k])
+        if layer not in maps:
+            raise CellFailed(f"layer {layer!r} not in {sorted(maps)} ({run})")
+        return {"metrics": {"mAP": maps[layer]}, "layer": layer, "all": maps}
+    if ev.kind == "ade20k":
+        with open(os.path.join(run, "results.json")) as f:
+            res = json.load(f)["sem_seg"]
+        return {"metrics": {"mIoU": float(res["mIoU"]), "pACC": float(res["pACC"])}}
+    raise ValueError(ev.kind)
+
+
+def execute_cell(argv: List[str], cdir: str, ev: Evaluation, model_name: str) -> Dict:
+    """Run one cell's command (its output into ``log.txt``), read its numbers, write
+    ``result.json`` last. Raises CellFailed with the log's tail when the command fails."""
+    os.makedirs(cdir, exist_ok=True)
+    log = os.path.join(cdir, "log.txt")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(argv) + "\n")
+        f.flush()
+        rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=cdir, env=env).returncode
+    if rc != 0:
+        with open(log) as f:
+            tail = f.read()[-1500:]
+        raise CellFailed(f"exit code {rc}; log {log}; last lines:\n{tail}")
+    try:
+        res = parse_result(ev, cdir)
+    except (OSError, KeyError, ValueError) as e:
+        raise CellFailed(f"{e} (log {log})")
+    res.update(model=model_name, evaluation=ev.name, kind=ev.kind)
+    write_json_atomic(os.path.join(cdir, "result.json"), res, indent=1)
+    return res
+
+
+def load_cell_result(cdir: str):
+    """A finished cell's result, or None (not run, failed, or a half-written file)."""
+    try:
+        with open(os.path.join(cdir, "result.json")) as f:
+            res = json.load(f)
+        return res if isinstance(res, dict) and "metrics" in res else None
+    except (OSError, ValueError):
+        return None

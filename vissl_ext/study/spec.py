@@ -1,0 +1,155 @@
+"""The study file: which models, which evaluations, where to compute (tools/run_study.py).
+
+    models:
+      - {name: "Random init", kind: random, seed: 0}                   # VISSL ResNet-50, random weights
+      - {name: "Region Tracker", kind: vissl, checkpoint: ck/model_final_checkpoint_phase199.torch}
+      - {name: "Sup. R50", kind: torchvision, weights: resnet50.pth}    # a torchvision ResNet state dict
+    evaluations:
+      - {name: aloi_viewpoint, kind: ris, manifest: /data/ris/aloi_viewpoint.json}
+      - {name: "VOC07 SVM", kind: voc07_svm, overrides: [...]}
+      - {name: "IN-1k linear", kind: linear, config: benchmark/linear_image_classification/..., overrides: [...]}
+      - {name: ADE20K, kind: ade20k, dataset_root: /data/ADEChallengeData2016, args: [--num-gpus, "8"]}
+    compute: {backend: local}           # or slurm (submitit: partition, time_hours, ...) / submitit_local
+    overrides: []                       # VISSL overrides for every VISSL-engine cell (e.g. CPU settings)
+"""
+import os
+from dataclasses import dataclass, field
+from typing import List
+
+MODEL_KINDS = ("vissl", "torchvision", "random")
+EVAL_KINDS = ("ris", "linear", "voc07_svm", "ade20k")
+BACKENDS = ("local", "slurm", "submitit_local")
+
+
+class StudyError(ValueError):
+    """A wrong study file: the message names the file and the entry."""
+
+
+@dataclass
+class Model:
+    name: str
+    kind: str
+    checkpoint: str = ""  # vissl
+    weights: str = ""  # torchvision
+    seed: int = 0  # random
+    depth: int = 50
+
+
+@dataclass
+class Evaluation:
+    name: str
+    kind: str
+    manifest: str = ""  # ris
+    config: str = ""  # linear (a host config), voc07_svm (default: the host's VOC07 SVM config)
+    dataset_root: str = ""  # ade20k
+    overrides: List[str] = field(default_factory=list)  # VISSL overrides (ris, linear, voc07_svm)
+    args: List[str] = field(default_factory=list)  # extra command-line words (ade20k: flags, then KEY VALUE pairs)
+    metric: str = ""  # linear: head name (default: best head); voc07_svm: layer (default: best layer)
+
+
+@dataclass
+class Study:
+    path: str
+    models: List[Model]
+    evaluations: List[Evaluation]
+    compute: dict
+    overrides: List[str]
+
+
+def _entries(doc, key, path):
+    items = doc.get(key)
+    if not isinstance(items, list) or not items:
+        raise StudyError(f"{path}: '{key}' must be a non-empty list")
+    return items
+
+
+def _build(cls, d: dict, where: str, kinds):
+    if not isinstance(d, dict):
+        raise StudyError(f"{where}: must be a mapping, got {d!r}")
+    known = set(cls.__dataclass_fields__)
+    unknown = set(d) - known
+    if unknown:
+        raise StudyError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    if "name" not in d or "kind" not in d:
+        raise StudyError(f"{where}: needs 'name' and 'kind'")
+    if d["kind"] not in kinds:
+        raise StudyError(f"{where}: kind must be one of {list(kinds)}, got {d['kind']!r}")
+    for k in ("overrides", "args"):
+        if k in d and not (isinstance(d[k], list) and all(isinstance(x, (str, int, float)) for x in d[k])):
+            raise StudyError(f"{where}.{k}: must be a list of strings")
+    obj = cls(**{k: ([str(x) for x in v] if k in ("overrides", "args") else v) for k, v in d.items()})
+    obj.name = str(obj.name)
+    if not obj.name or any(c in obj.name for c in "/\\") or obj.name in (".", ".."):
+        raise StudyError(f"{where}: name {obj.name!r} must be non-empty and hold no path separator")
+    return obj
+
+
+def _check_file(p: str, where: str, what: str):
+    if not p:
+        raise StudyError(f"{where}: needs '{what}'")
+    if not os.path.exists(p):
+        raise StudyError(f"{where}.{what}: {p} does not exist")
+
+
+def load_study(path: str) -> Study:
+    """Parse and check a study file; every problem is a StudyError naming the file and entry."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise StudyError(f"study file {path} does not exist")
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise StudyError(f"{path}: not valid YAML ({e})")
+    if not isinstance(doc, dict):
+        raise StudyError(f"{path}: must be a mapping with 'models' and 'evaluations'")
+    unknown = set(doc) - {"models", "evaluations", "compute", "overrides"}
+    if unknown:
+        raise StudyError(f"{path}: unknown top-level keys {sorted(unknown)}; known: compute, evaluations, models, overrides")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p):  # paths in the file are relative to the file
+        return p if not p or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    models = [_build(Model, d, f"{path}: models[{i}]", MODEL_KINDS) for i, d in enumerate(_entries(doc, "models", path))]
+    evals = [_build(Evaluation, d, f"{path}: evaluations[{i}]", EVAL_KINDS)
+             for i, d in enumerate(_entries(doc, "evaluations", path))]
+    for what, items in (("model", models), ("evaluation", evals)):
+        names = [x.name for x in items]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise StudyError(f"{path}: {what} names must be unique, repeated: {dup}")
+    for i, m in enumerate(models):
+        where = f"{path}: models[{i}] ({m.name})"
+        m.checkpoint, m.weights = rel(m.checkpoint), rel(m.weights)
+        if m.kind == "vissl":
+            _check_file(m.checkpoint, where, "checkpoint")
+        elif m.kind == "torchvision":
+            _check_file(m.weights, where, "weights")
+        if not isinstance(m.seed, int) or isinstance(m.seed, bool) or m.depth not in (18, 34, 50, 101, 152):
+            raise StudyError(f"{where}: seed must be an integer and depth one of 18, 34, 50, 101, 152")
+    for i, e in enumerate(evals):
+        where = f"{path}: evaluations[{i}] ({e.name})"
+        e.manifest, e.dataset_root = rel(e.manifest), rel(e.dataset_root)
+        if e.kind == "ris":
+            _check_file(e.manifest, where, "manifest")
+        elif e.kind == "linear" and not e.config:
+            raise StudyError(f"{where}: needs 'config' (a VISSL benchmark config, e.g. "
+                             f"benchmark/linear_image_classification/imagenet1k/eval_resnet_8gpu_transfer_in1k_linear)")
+        elif e.kind == "ade20k":
+            _check_file(e.dataset_root, where, "dataset_root")
+    compute = dict(doc.get("compute") or {"backend": "local"})
+    backend = compute.get("backend", "local")
+    if backend not in BACKENDS:
+        raise StudyError(f"{path}: compute.backend must be one of {list(BACKENDS)}, got {backend!r}")
+    known_c = {"backend", "partition", "time_hours", "mem_gb", "cpus_per_task", "gpus_per_task", "comment",
+               "constraint", "job_name", "array_parallelism"}
+    if set(compute) - known_c:
+        raise StudyError(f"{path}: unknown compute keys {sorted(set(compute) - known_c)}; known: {sorted(known_c)}")
+    if backend == "slurm" and not compute.get("partition"):
+        raise StudyError(f"{path}: compute.partition is needed for the slurm backend")
+    overrides = doc.get("overrides") or []
+    if not (isinstance(overrides, list) and all(isinstance(x, str) for x in overrides)):
+        raise StudyError(f"{path}: overrides must be a list of strings")
+    return Study(os.path.abspath(path), models, evals, compute, overrides)
