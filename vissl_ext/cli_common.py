@@ -27,6 +27,27 @@ def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
 
+def _end_with_parent(parent: int):
+    # Linux: the kernel sends SIGKILL to this worker when its parent dies (kill -9 of the tool
+    # must leave no pool workers behind); if the parent is already gone, leave at once.
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def process_pool(workers: int):
+    """A ProcessPoolExecutor whose workers end with the process that made them."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
 def parse_shard(shard: Optional[str]) -> Tuple[int, int]:
     """'i/n', or torch.distributed's RANK/WORLD_SIZE from the environment, or 0/1."""
     if shard:

@@ -117,3 +117,55 @@ def test_cli_runs_and_prints_summary(tmp_path, capsys):
 def test_probe_finds_keyframes_without_decoding_everything():
     info = probe_video(shared_path("video_opencv", "box.mp4"))
     assert info.num_frames > 0 and info.key_pts and len(info.key_pts) < info.num_frames
+
+
+def test_a_single_frame_folder_input(tmp_path):
+    """Given as the input itself, a frame folder gets its own name as id (not '.'); --stride and
+    --max-frames select its frames; --short-side / --fps, which cannot apply, are refused."""
+    from vissl_ext.data.extract_cli import main
+
+    folder = tmp_path / "my_clip"
+    folder.mkdir()
+    for n in range(10):
+        Image.new("RGB", (32, 24), (n * 20, 0, 0)).save(folder / f"{n:05d}.jpg")
+    s = extract([folder], tmp_path / "out", stride=3, max_frames=3)
+    (e,) = load_manifest(s["manifest"])
+    assert e.id == "my_clip" and e.frame_indices == [0, 3, 6] and e.frames == ["00000.jpg", "00003.jpg", "00006.jpg"]
+    for flag in (["--short-side", "128"], ["--fps", "2"]):
+        assert main([str(folder), str(tmp_path / "o2"), *flag, "--no-progress"]) == 2
+
+
+def test_pool_workers_end_with_a_killed_parent(tmp_path):
+    """kill -9 of extract_frames.py --workers 2 leaves no pool worker running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vissl_ext_testing import REPO
+
+    vids = [shared_path("video_pysot_bag", "bag.avi"), shared_path("video_opencv", "cup.mp4"),
+            shared_path("video_opencv", "box.mp4")]
+    p = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "extract_frames.py"), *vids, str(tmp_path / "o"),
+                          "--workers", "2", "--short-side", "64", "--no-progress"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p.pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
+    deadline = time.time() + 120
+    kids = []
+    while time.time() < deadline and len(kids) < 2 and p.poll() is None:
+        time.sleep(0.2)
+        kids = children()
+    assert len(kids) >= 2, "the pool never started"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    alive = kids
+    deadline = time.time() + 30
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [k for k in alive if os.path.exists(f"/proc/{k}") and
+                 open(f"/proc/{k}/stat").read().split(")")[1].split()[0] != "Z"]
+    assert not alive, f"pool workers {alive} outlived their parent"

@@ -85,3 +85,26 @@ def test_missing_layout_is_a_clear_error(tmp_path):
         build_gt_tracks(str(tmp_path), "trackingnet", str(tmp_path / "o"), progress=False)
     with pytest.raises(FileNotFoundError, match="no got10k sequence"):
         build_gt_tracks(str(tmp_path), "got10k", str(tmp_path / "o"), progress=False)
+
+
+def test_got10k_dirty_labels_are_counted_and_named(tmp_path):
+    root = tmp_path / "GOT-10k" / "train"
+    seq = root / "GOT-10k_Train_000009"
+    _frames(seq, [f"{i:08d}.jpg" for i in range(1, 8)])
+    (seq / "groundtruth.txt").write_text("\n".join([
+        "10,5,20,10",      # frame 1: kept
+        "",                # frame 2: blank line -> counted
+        "12,6,20,10",      # frame 3: cover 12 is outside 0..8 -> counted, not kept
+        "13,6,20,10",      # frame 4: kept
+        "14,6,20,10",      # frame 5: absence 7 is not 0/1 -> counted
+        "15,6,20,10",      # frame 6: absence.label ends before it -> counted, not taken as present
+        "16,6,20,10",      # frame 7: same
+    ]) + "\n")
+    (seq / "absence.label").write_text("0\n0\n0\n0\n7\n")
+    (seq / "cover.label").write_text("8\n8\n12\n8\n8\n8\n8\n")
+    s = build_gt_tracks(str(tmp_path / "GOT-10k"), "got10k", str(tmp_path / "out"), progress=False)
+    assert s["skipped"] == {"blank annotation line": 1, "label outside 0..8": 1, "label outside 0..1": 1,
+                            "no absence.label line for the box": 2}
+    assert s["boxes"] == 2 and s["tracks"] == 1
+    assert any("cover.label:3" in w for w in s["examples"]["label outside 0..8"])
+    assert any("absence.label has 5 lines" in w for w in s["examples"]["no absence.label line for the box"])

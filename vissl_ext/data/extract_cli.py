@@ -11,12 +11,11 @@ WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
+from vissl_ext.cli_common import parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.extraction import (
     ExtractParams,
     extract_video,
@@ -38,7 +37,8 @@ def parse_args(argv=None):
     p.add_argument("output", nargs="?", help="output folder (frames/, manifest.json)")
     p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
     p.add_argument("--fps", type=float, default=0.0, help="sample at this frame rate instead of a stride")
-    p.add_argument("--short-side", type=int, default=256, help="resize short side to this (0: keep; default 256)")
+    p.add_argument("--short-side", type=int, default=None,
+                   help="resize short side to this (0: keep; default 256; videos only: frame folders are indexed in place)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (0: all)")
     p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
@@ -67,7 +67,7 @@ def _process_one(job):
     path, vid, out, params, index_only = job
     try:
         if os.path.isdir(path):  # already a frame folder: index it in place
-            e = frame_folder_entry(path, vid)
+            e = frame_folder_entry(path, vid, params.stride, params.max_frames)
             _save_index(out, e)
         elif index_only:
             _save_index(out, index_video(path, vid, params))
@@ -106,12 +106,18 @@ def run(args) -> dict:
     out = args.output
     if args.merge:
         return _merge(out)
-    params = ExtractParams(stride=args.stride, fps=args.fps, short_side=args.short_side, quality=args.quality,
+    short_side = 256 if args.short_side is None else args.short_side
+    params = ExtractParams(stride=args.stride, fps=args.fps, short_side=short_side, quality=args.quality,
                            max_frames=args.max_frames, decoder=args.decoder)
     params.validate()
     shard, num_shards = parse_shard(args.shard)
     os.makedirs(out, exist_ok=True)
     found = find_inputs(args.inputs)
+    folders = [p for p, _ in found if os.path.isdir(p)]
+    if folders and (args.short_side is not None or args.fps):
+        raise ValueError(f"{len(folders)} inputs are frame folders (e.g. {folders[0]}), which are indexed in place: "
+                         f"--short-side and --fps apply to videos only. Leave them out (resize at read time with "
+                         f"config.DATA.TRAIN.VIDEO.SHORT_SIDE), or pass videos and frame folders in separate runs")
     ids = {}
     for p, root in found:
         vid = video_id(p, root)
@@ -129,7 +135,7 @@ def run(args) -> dict:
     bar = tqdm(total=len(jobs), desc="index" if args.index_only else "extract", unit="video",
                disable=args.no_progress)
     if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(args.workers) as ex:
+        with process_pool(args.workers) as ex:
             results = ex.map(_process_one, jobs)
             for vid, err in results:
                 bar.update(1)

@@ -52,6 +52,8 @@ class ExtractParams:
 def video_id(path: str, root: Optional[str]) -> str:
     """A stable, filesystem-safe id: the path relative to the input root, '/' -> '__'."""
     rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    if rel in (".", ""):  # the input is itself a frame folder: its own name, never '.'
+        rel = os.path.basename(os.path.abspath(path).rstrip(os.sep)) or "frames"
     rel = os.path.splitext(rel)[0] if os.path.isfile(path) else rel
     return re.sub(r"[^A-Za-z0-9._-]+", "_", rel.replace(os.sep, "__"))
 
@@ -89,19 +91,22 @@ def find_inputs(inputs: Sequence[str]) -> List[Tuple[str, Optional[str]]]:
 _NUM = re.compile(r"(\d+)(?!.*\d)")
 
 
-def frame_folder_entry(folder: str, vid: str) -> VideoEntry:
+def frame_folder_entry(folder: str, vid: str, stride: int = 1, max_frames: int = 0) -> VideoEntry:
     """A user's folder of frames as a manifest entry; numbers in the names give frame indices
-    (so gaps in the numbering stay visible to pair sampling)."""
+    (so gaps in the numbering stay visible to pair sampling). ``stride``/``max_frames``: every
+    stride-th image in frame order, at most max_frames of them (0: all)."""
     files = sorted(f for f in os.listdir(folder) if is_image_file(f))
     if not files:
         raise VideoDecodeError(f"{folder}: frame folder holds no images")
     nums = [_NUM.search(os.path.splitext(f)[0]) for f in files]
+    pairs = list(enumerate(files))
     if all(nums):
-        pairs = sorted(zip((int(m.group(1)) for m in nums), files))
-        if len({p[0] for p in pairs}) == len(pairs):
-            return VideoEntry(id=vid, source=folder, frames_dir=folder, frames=[p[1] for p in pairs],
-                              frame_indices=[p[0] for p in pairs])
-    return VideoEntry(id=vid, source=folder, frames_dir=folder, frames=files, frame_indices=list(range(len(files))))
+        numbered = sorted(zip((int(m.group(1)) for m in nums), files))
+        if len({p[0] for p in numbered}) == len(numbered):
+            pairs = numbered
+    pairs = pairs[::stride][: max_frames or None]
+    return VideoEntry(id=vid, source=folder, frames_dir=folder, frames=[p[1] for p in pairs],
+                      frame_indices=[p[0] for p in pairs])
 
 
 def index_video(path: str, vid: str, params: ExtractParams) -> VideoEntry:

@@ -95,17 +95,24 @@ def parse_box_line(line: str) -> Optional[Tuple[float, float, float, float]]:
     return vals if all(math.isfinite(v) for v in vals) else None
 
 
-def _read_labels(path: Optional[str], counts: GTCounts) -> Optional[List[Optional[int]]]:
+def _read_labels(path: Optional[str], counts: GTCounts, valid: range) -> Optional[List[Optional[int]]]:
+    """Per-line integer labels; a malformed or out-of-range value is counted, named and None."""
     if path is None:
         return None
     out = []
     with open(path) as f:
         for k, line in enumerate(f):
             try:
-                out.append(int(float(line.strip())))
+                v = float(line.strip())
             except ValueError:
                 counts.skip("malformed label line", f"{path}:{k + 1}")
                 out.append(None)
+                continue
+            if v != int(v) or int(v) not in valid:
+                counts.skip(f"label outside {valid.start}..{valid.stop - 1}", f"{path}:{k + 1}: {line.strip()[:20]!r}")
+                out.append(None)
+                continue
+            out.append(int(v))
     return out
 
 
@@ -146,8 +153,8 @@ def sequence_tracks(seq: GTSequence, counts: GTCounts, min_cover: int = 1,
     if meta:
         entry.extra["meta_info"] = meta
     entry.extra["annotation"] = os.path.abspath(seq.anno_path)
-    absence = _read_labels(seq.absence_path, counts)
-    cover = _read_labels(seq.cover_path, counts)
+    absence = _read_labels(seq.absence_path, counts, range(0, 2))
+    cover = _read_labels(seq.cover_path, counts, range(0, 9))
     pos_of = {num: p for p, num in enumerate(entry.frame_indices)}
     frames, boxes = [], []
     with open(seq.anno_path) as f:
@@ -155,6 +162,7 @@ def sequence_tracks(seq: GTSequence, counts: GTCounts, min_cover: int = 1,
     for k, line in enumerate(lines):
         loc = f"{seq.anno_path}:{k + 1}"
         if not line.strip():
+            counts.skip("blank annotation line", loc)
             continue
         b = parse_box_line(line)
         if b is None:
@@ -164,10 +172,19 @@ def sequence_tracks(seq: GTSequence, counts: GTCounts, min_cover: int = 1,
         if pos is None:
             counts.skip("annotation line without a frame", loc)
             continue
-        if absence is not None and k < len(absence) and absence[k] == 1:
+        # a label file shorter than the annotation says nothing of the frames past its end:
+        # those boxes are not trusted as visible (counted and named), rather than taken as present
+        short = [(n, len(lab)) for n, lab in (("absence.label", absence), ("cover.label", cover))
+                 if lab is not None and k >= len(lab)]
+        if short:
+            counts.skip(f"no {short[0][0]} line for the box", f"{loc} ({short[0][0]} has {short[0][1]} lines)")
+            continue
+        if absence is not None and absence[k] is None or cover is not None and cover[k] is None:
+            continue  # its label line was counted as malformed / out of range
+        if absence is not None and absence[k] == 1:
             counts.skip("target absent", loc)
             continue
-        if cover is not None and k < len(cover) and cover[k] is not None and cover[k] < min_cover:
+        if cover is not None and cover[k] < min_cover:
             counts.skip(f"cover below {min_cover}", loc)
             continue
         x, y, w, h = b

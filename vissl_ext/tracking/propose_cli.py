@@ -12,13 +12,12 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 
 import numpy as np
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
+from vissl_ext.cli_common import parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
@@ -118,7 +117,7 @@ def run(args) -> dict:
             logging.warning(f"proposals: {vid}: {stats['empty']} frames without a proposal, {stats['unreadable']} unreadable")
 
     if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(args.workers) as ex:
+        with process_pool(args.workers) as ex:
             for job, res in zip(jobs, ex.map(_one, jobs)):
                 collect(*res, job[0].num_frames)
     else:
