@@ -7,6 +7,7 @@ Every fix is applied from outside the host packages, once, by :func:`apply`, whi
 import collections
 import collections.abc
 import io
+import os
 import sys
 import types
 import warnings
@@ -118,6 +119,55 @@ def _fix_broadcast_object():
             mod.broadcast_object = broadcast_object
 
 
+def _fix_checkpoint_writes_and_resume():
+    # VISSL writes checkpoints in place (CheckpointWriter._save -> classy's save_checkpoint:
+    # open(path, "wb") + torch.save), and AUTO_RESUME (is_training_finished,
+    # get_resume_checkpoint) trusts any model_final* or highest-numbered model_* file: a job
+    # killed while saving leaves a partial file that every rerun trusts. Atomic writes, and
+    # a resume that validates candidates and moves corrupt ones aside (vissl_ext.checkpoints).
+    import classy_vision.generic.util as cu
+    import vissl.utils.checkpoint as vc
+
+    from vissl_ext import checkpoints
+
+    cu.save_checkpoint = vc.save_checkpoint = checkpoints.save_checkpoint
+    vc.is_training_finished = checkpoints.is_training_finished
+    vc.get_resume_checkpoint = checkpoints.get_resume_checkpoint
+    dl = sys.modules.get("vissl.utils.distributed_launcher")  # imported these names by value
+    if dl is not None:
+        dl.is_training_finished = checkpoints.is_training_finished
+        dl.get_resume_checkpoint = checkpoints.get_resume_checkpoint
+
+
+def _fix_fvcore_checkpointer_save():
+    # fvcore's Checkpointer.save (detectron2's DetectionCheckpointer, our ADE20K trainer)
+    # writes <name>.pth and the last_checkpoint tag in place: same preemption hazard.
+    from fvcore.common.checkpoint import Checkpointer
+
+    from vissl_ext.checkpoints import save_torch_atomic
+    from vissl_ext.utils_io import atomic_open
+
+    if getattr(Checkpointer.save, "_vissl_ext", False):
+        return
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        save_torch_atomic(data, save_file)
+        with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+            f.write(basename)
+
+    save._vissl_ext = True
+    Checkpointer.save = save
+
+
 def _quiet_hydra_version_base():
     # hydra 1.3 warns on every compose that version_base is unset (VISSL's compose call).
     warnings.filterwarnings("ignore", message="(?s).*version_base.*")
@@ -140,4 +190,6 @@ def apply():
     _fix_torchvision_kinetics()
     _fix_ddp_sync_params()
     _fix_broadcast_object()
+    _fix_checkpoint_writes_and_resume()
+    _fix_fvcore_checkpointer_save()
     _APPLIED = True

@@ -72,6 +72,9 @@ class _VideoSource:
         raise NotImplementedError
 
     def __getitem__(self, idx: int):
+        # VISSL passes numpy.int64 indices when DATA_LIMIT >= 0, and random.Random() rejects
+        # numpy integers on Python >= 3.11: seed from a Python int
+        idx = int(idx)
         tries = self.vcfg["MAX_RETRIES"]
         for attempt in range(tries + 1):
             try:
