@@ -68,3 +68,22 @@ def run_engine(overrides, cwd, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     p = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout, env=full_env)
     return p.returncode, p.stdout + p.stderr
+
+
+def garbage_in_middle(src, dst, nbytes=200_000, seed=0):
+    """A copy of the video ``src`` with ``nbytes`` of random bytes over its middle (container
+    index intact, a stretch of packets corrupt)."""
+    import numpy as np
+
+    data = bytearray(open(src, "rb").read())
+    start = max(0, len(data) // 2 - nbytes // 2)
+    data[start:start + nbytes] = np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
+    open(dst, "wb").write(bytes(data))
+    return str(dst)
+
+
+def truncated_copy(src, dst, fraction=0.3):
+    """The first ``fraction`` of the file ``src`` (a download or copy that stopped)."""
+    data = open(src, "rb").read()
+    open(dst, "wb").write(data[: int(len(data) * fraction)])
+    return str(dst)

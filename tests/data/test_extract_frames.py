@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vissl_ext_testing import REPO, extract, shared_path
+from vissl_ext_testing import REPO, extract, garbage_in_middle, shared_path, truncated_copy
 from vissl_ext.data.extract_cli import main
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import PyAVReader, decode_sequential, frame_to_pil, probe_video
@@ -169,3 +169,36 @@ def test_pool_workers_end_with_a_killed_parent(tmp_path):
         alive = [k for k in alive if os.path.exists(f"/proc/{k}") and
                  open(f"/proc/{k}/stat").read().split(")")[1].split()[0] != "Z"]
     assert not alive, f"pool workers {alive} outlived their parent"
+
+
+def test_garbage_in_the_middle_is_decoded_past_and_recorded_partial(tmp_path):
+    cup = shared_path("video_opencv", "cup.mp4")
+    bad = garbage_in_middle(cup, tmp_path / "cup_garbage.mp4", 200_000)
+    s = extract([bad], tmp_path / "out", short_side=64)
+    assert s["processed"] == 1 and s["failed"] == 0 and s["partial"] == 1
+    (v,) = load_manifest(s["manifest"])
+    p = v.extra["partial"]
+    assert p["declared"] == 217 and p["decoded"] == v.num_frames and 150 < p["decoded"] < 217 and p["corrupt_packets"] > 0
+    assert json.load(open(tmp_path / "out" / "partial_0-of-1.json")) == s["partials"] == [{"id": "cup_garbage", "source": bad, **p}]
+    # decoding went on past the garbage: the last frames are there, under their own frame numbers
+    assert v.frame_indices[-1] == 216 and v.frame_indices != list(range(v.num_frames))
+    clean = {i: frame_to_pil(f, 64) for i, _, f in decode_sequential(cup) if i in (210, 216)}
+    for i in (210, 216):
+        got = np.asarray(Image.open(v.frame_path(v.frame_indices.index(i))), np.float32)
+        assert np.abs(got - np.asarray(clean[i], np.float32)).mean() < 4  # the same picture (JPEG q90)
+
+
+def test_truncated_video_is_recorded_partial_by_extraction_and_index(tmp_path):
+    bag = truncated_copy(shared_path("video_pysot_bag", "bag.avi"), tmp_path / "bag30.avi", 0.3)
+    cup = truncated_copy(shared_path("video_opencv", "cup.mp4"), tmp_path / "cup30.mp4", 0.3)
+    s = extract([bag, cup], tmp_path / "frames", stride=5)
+    assert s["partial"] == 2 and s["failed"] == 0
+    parts = {p["id"]: p for p in json.load(open(tmp_path / "frames" / "partial_0-of-1.json"))}
+    assert parts["bag30"]["declared"] == 196 and 40 < parts["bag30"]["decoded"] < 70
+    assert parts["cup30"]["declared"] == 217 and 40 < parts["cup30"]["decoded"] < 70
+    s = extract([cup], tmp_path / "index", index_only=True)
+    (v,) = load_manifest(s["manifest"])
+    assert s["partial"] == 1 and v.extra["partial"]["declared"] == 217 and v.extra["partial"]["decoded"] == len(v.pts)
+    # a healthy video is not partial, and a rerun that finds nothing partial drops the list
+    s = extract([shared_path("video_pysot_bag", "bag.avi")], tmp_path / "clean", stride=25)
+    assert s["partial"] == 0 and not (tmp_path / "clean" / "partial_0-of-1.json").exists()

@@ -98,8 +98,8 @@ def _is_done(out, vid, params, index_only):
 
 
 def _merge(out: str) -> dict:
-    path, n = write_manifest(out)
-    return {"manifest": path, "videos": n}
+    path, entries = write_manifest(out)
+    return {"manifest": path, "videos": len(entries)}
 
 
 def run(args) -> dict:
@@ -152,7 +152,21 @@ def run(args) -> dict:
     bar.close()
     if failures:
         write_json_atomic(os.path.join(out, f"failed_{shard}-of-{num_shards}.json"), failures, indent=1)
-    path, n = write_manifest(out)
-    return {"manifest": path, "videos_in_manifest": n, "processed": len(jobs) - len(failures),
+    path, entries = write_manifest(out)
+    # from the manifest, so a resumed run lists the partial videos of earlier runs too
+    partial = _partial_videos(entries, {vid for vid, _ in mine})
+    partial_path = os.path.join(out, f"partial_{shard}-of-{num_shards}.json")
+    if partial:
+        write_json_atomic(partial_path, partial, indent=1)
+        logging.warning(f"{len(partial)} videos decoded only in part (their decodable frames kept), listed in {partial_path}")
+    elif os.path.exists(partial_path):
+        os.remove(partial_path)
+    return {"manifest": path, "videos_in_manifest": len(entries), "processed": len(jobs) - len(failures),
             "skipped_done": len(mine) - len(todo), "failed": len(failures), "failures": failures[:10],
-            "shard": f"{shard}/{num_shards}", "ok": True}
+            "partial": len(partial), "partials": partial[:10], "shard": f"{shard}/{num_shards}", "ok": True}
+
+
+def _partial_videos(entries, ids) -> list:
+    """This shard's videos marked partial in the manifest: id, source, decoded and declared counts."""
+    return [{"id": e.id, "source": e.source, **e.extra["partial"]}
+            for e in entries if e.id in ids and e.extra.get("partial")]

@@ -6,6 +6,12 @@ Frames are written into ``<video_id>.partial/`` first and renamed when complete,
 run never leaves a half-extracted video that looks finished. Each run rewrites
 ``<out>/manifest.json`` from every finished video (atomic), so shards writing the same folder
 end with a complete manifest whichever finishes last.
+
+Decoding skips corrupt packets and goes on; a video that yields fewer frames than its container
+declares keeps the frames that decode and is marked partial (``extra.partial`` in its manifest
+entry: decoded and declared counts), counted in the run's summary and listed in
+``<out>/partial_<shard>-of-<n>.json``. Index-only runs detect truncated files this way; frames of
+a corrupt stretch are found (skipped and counted) when training reads them.
 """
 import json
 import logging
@@ -116,10 +122,20 @@ def index_video(path: str, vid: str, params: ExtractParams) -> VideoEntry:
     e = VideoEntry(id=vid, source=os.path.abspath(path), frame_indices=keep, fps=info.fps,
                    width=info.width, height=info.height, pts=info.pts, key_pts=info.key_pts,
                    time_base=info.time_base)
+    declared = info.extra.get("declared_frames", 0)
+    if info.num_frames < declared:  # demuxing stopped early: a truncated file
+        e.extra["partial"] = partial_record(info.num_frames, declared, {"error": info.extra.get("truncated")})
     if params.decoder == "opencv":
         e.extra["decoder"] = "opencv"
         e.pts = list(range(info.num_frames))  # OpenCV seeks by index; a table marks it readable
     return e
+
+
+def partial_record(decoded: int, declared: int, stats: dict) -> dict:
+    """What the manifest and partial_*.json say about a video that yields fewer frames than its
+    container declares (corrupt packets skipped, or a truncated file)."""
+    return {"decoded": decoded, "declared": declared, "corrupt_packets": stats.get("corrupt_packets", 0),
+            "error": stats.get("error")}
 
 
 def _kept_indices_by_count(n: int, fps: float, p: ExtractParams) -> List[int]:
@@ -144,8 +160,9 @@ def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) 
     next_t = 0.0
     width = height = 0
     fps = 0.0
+    stats = {}
     try:
-        for i, t, frame in decode_sequential(path, params.decoder):
+        for i, t, frame in decode_sequential(path, params.decoder, stats):
             if params.fps > 0 and t is not None:
                 if t + 1e-6 < next_t:
                     continue
@@ -171,6 +188,9 @@ def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) 
         entry = VideoEntry(id=vid, source=os.path.abspath(path), frames_dir=final, frames=names,
                            frame_indices=kept_idx, fps=fps, width=width, height=height,
                            extra={"params": asdict(params)})
+        stopped_early = params.max_frames and len(kept_idx) >= params.max_frames
+        if not stopped_early and stats["decoded"] < stats["declared"]:
+            entry.extra["partial"] = partial_record(stats["decoded"], stats["declared"], stats)
         meta = asdict(entry)
         meta["frames_dir"] = "."
         write_json_atomic(os.path.join(partial, META), meta)
@@ -212,11 +232,11 @@ def collect_manifest(out_dir: str) -> List[VideoEntry]:
     return entries
 
 
-def write_manifest(out_dir: str) -> Tuple[str, int]:
+def write_manifest(out_dir: str) -> Tuple[str, List[VideoEntry]]:
     entries = collect_manifest(out_dir)
     path = os.path.join(out_dir, "manifest.json")
     save_manifest(path, entries)
-    return path, len(entries)
+    return path, entries
 
 
 def entries_for_directory(path: str, decoder: str = "pyav") -> Tuple[List[VideoEntry], List[str]]:

@@ -97,17 +97,7 @@ def _probe_pyav(path: str) -> VideoInfo:
         if not container.streams.video:
             raise VideoDecodeError(f"{path}: no video stream")
         stream = container.streams.video[0]
-        pts, key_pts = [], []
-        truncated = None
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                pts.append(packet.pts)
-                if packet.is_keyframe:
-                    key_pts.append(packet.pts)
-        except Exception as e:  # a truncated file ends demuxing early: keep what was read
-            truncated = f"{type(e).__name__}: {e}"
+        pts, key_pts, truncated = _demux_pts(container, stream)
         if not pts:
             raise VideoDecodeError(f"{path}: no decodable video packets" + (f" ({truncated})" if truncated else ""))
         pts.sort()
@@ -120,6 +110,9 @@ def _probe_pyav(path: str) -> VideoInfo:
             num_frames=len(pts), fps=float(rate), width=int(ctx.width), height=int(ctx.height),
             pts=pts, key_pts=key_pts, time_base=str(stream.time_base),
         )
+        declared = int(stream.frames or 0)
+        if declared:
+            info.extra["declared_frames"] = declared
         if truncated:
             info.extra["truncated"] = truncated
             logging.warning(f"{path}: demuxing stopped early ({truncated}); using its first {len(pts)} frames")
@@ -132,6 +125,21 @@ def _probe_pyav(path: str) -> VideoInfo:
     finally:
         reader.close()
     return info
+
+
+def _demux_pts(container, stream):
+    """(pts of every video packet, pts of keyframes, why demuxing stopped early or None)."""
+    pts, key_pts, truncated = [], [], None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                key_pts.append(packet.pts)
+    except Exception as e:  # a truncated file ends demuxing early: keep what was read
+        truncated = f"{type(e).__name__}: {e}"
+    return pts, key_pts, truncated
 
 
 def _probe_opencv(path: str) -> VideoInfo:
@@ -229,15 +237,23 @@ class PyAVReader:
     def _decode_group(self, kf: int, targets: List[int]):
         """Seek to keyframe kf and decode forward until every target pts is seen.
 
-        Streams exist whose decoded pts are not monotonic or that drop a frame; a target never
-        emitted is served by the nearest decoded frame within two frame durations.
+        Packets that fail to decode are skipped (frames after a corrupt stretch still come out);
+        a target whose own packet is corrupt raises VideoDecodeError. Streams exist whose decoded
+        pts are not monotonic or that drop a frame; any other target never emitted is served by
+        the nearest decoded frame within two frame durations.
         """
         self._container.seek(kf, stream=self._stream, backward=True, any_frame=False)
         remaining = set(targets)
         last = targets[-1]
         best = {}  # target -> (distance, frame)
         past = 0
-        for f in self._container.decode(self._stream):
+        corrupt = set()  # pts of packets that failed to decode: never stand in a neighbour for them
+
+        def on_error(packet, e):
+            if packet is not None and packet.pts is not None:
+                corrupt.add(packet.pts)
+
+        for f in decode_packets(self._container, self._stream, on_error):
             if f.pts is None:
                 continue
             for t in targets:
@@ -255,6 +271,8 @@ class PyAVReader:
         step = (pts[-1] - pts[0]) / max(len(pts) - 1, 1)
         out = {}
         for t in targets:
+            if t in corrupt and (t not in best or best[t][0] != 0):
+                raise VideoDecodeError(f"{self.path}: frame at pts {t} is corrupt (its packet does not decode)")
             if t not in best or best[t][0] > 2 * step + 1:
                 raise VideoDecodeError(f"{self.path}: frame at pts {t} does not decode (truncated or corrupt stream?)")
             out[t] = best[t][1]
@@ -359,8 +377,38 @@ def read_image(path: str, short_side: int = 0) -> Image.Image:
 _REORDER_WINDOW = 16  # frames held back to restore pts order
 
 
-def decode_sequential(path: str, decoder: str = "pyav"):
-    """Yield (frame_index, pts_seconds, PIL image) for every frame, in order (extraction)."""
+def decode_packets(container, stream, on_error=None):
+    """Decode ``stream`` packet by packet: a packet that fails to decode (corrupt data) is
+    reported to ``on_error(packet, exc)`` and skipped, so decoding goes on past a corrupt stretch
+    instead of ending there. Demuxing errors (a truncated file) end the generator through
+    ``on_error(None, exc)``."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                if on_error is not None:
+                    on_error(packet, e)
+                continue
+            yield from frames
+    except av.error.FFmpegError as e:
+        if on_error is not None:
+            on_error(None, e)
+
+
+def decode_sequential(path: str, decoder: str = "pyav", stats: Optional[dict] = None):
+    """Yield (frame_index, pts_seconds, PIL image) for every frame, in order (extraction).
+
+    PyAV decodes packet by packet and skips corrupt ones; frame indices are positions in the
+    video's pts table (as :class:`PyAVReader` counts them), so frames lost to corruption leave
+    gaps instead of shifting the frames after them. ``stats`` (a dict, optional) receives
+    ``decoded`` (frames yielded), ``declared`` (frames the container declares, else the number
+    of packets), ``corrupt_packets`` and ``error`` (the last decoding error, or None).
+    """
+    stats = {} if stats is None else stats
+    stats.update(decoded=0, declared=0, corrupt_packets=0, error=None)
     if decoder == "pyav":
         import av
 
@@ -372,34 +420,50 @@ def decode_sequential(path: str, decoder: str = "pyav"):
             if not container.streams.video:
                 raise VideoDecodeError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            table, _, truncated = _demux_pts(container, stream)
+            index_of = {t: i for i, t in enumerate(sorted(set(table)))}
+            stats["declared"] = max(int(stream.frames or 0), len(index_of))
+            if truncated:
+                stats["error"] = truncated
+            container.seek(0, stream=stream, backward=True, any_frame=False)
             stream.thread_type = "AUTO"
             tb = float(stream.time_base) if stream.time_base else None
-            i = 0
+
+            def on_error(packet, e):
+                stats["error"] = f"{type(e).__name__}: {e}"
+                stats["corrupt_packets"] += packet is not None
+
             # Some streams (e.g. H.264 with a wrong reorder depth) emit frames out of pts order:
-            # a small heap restores presentation order, so frame i here is frame i of the pts
-            # table PyAVReader seeks by (extracted and directly decoded frames agree).
-            heap, seq = [], 0
+            # a small heap restores presentation order.
+            heap, seq, last = [], 0, -1
 
             def emit(frame):
+                nonlocal last
+                i = index_of.get(frame.pts, last + 1) if frame.pts is not None else last + 1
+                if i <= last:  # a duplicate or a frame behind the reorder window: drop it
+                    return None
+                last = i
                 t = frame.time if frame.time is not None else (frame.pts * tb if (frame.pts is not None and tb) else None)
-                return t, frame
+                return i, t, frame
 
-            try:
-                for frame in container.decode(stream):
-                    heapq.heappush(heap, (frame.pts if frame.pts is not None else -1, seq, frame))
-                    seq += 1
-                    if len(heap) > _REORDER_WINDOW:
-                        t, f = emit(heapq.heappop(heap)[2])
-                        yield i, t, f
-                        i += 1
-            except av.error.FFmpegError as e:
-                if i + len(heap) == 0:
-                    raise VideoDecodeError(f"{path}: no frame decodes ({type(e).__name__}: {e})") from e
-                logging.warning(f"{path}: decoding stopped after {i + len(heap)} frames ({type(e).__name__}: {e})")
+            for frame in decode_packets(container, stream, on_error):
+                heapq.heappush(heap, (frame.pts if frame.pts is not None else -1, seq, frame))
+                seq += 1
+                if len(heap) > _REORDER_WINDOW:
+                    out = emit(heapq.heappop(heap)[2])
+                    if out:
+                        stats["decoded"] += 1
+                        yield out
             while heap:
-                t, f = emit(heapq.heappop(heap)[2])
-                yield i, t, f
-                i += 1
+                out = emit(heapq.heappop(heap)[2])
+                if out:
+                    stats["decoded"] += 1
+                    yield out
+            if stats["decoded"] == 0:
+                raise VideoDecodeError(f"{path}: no frame decodes ({stats['error']})")
+            if stats["decoded"] < stats["declared"]:
+                logging.warning(f"{path}: {stats['decoded']} of {stats['declared']} frames decoded "
+                                f"({stats['corrupt_packets']} corrupt packets skipped; last error: {stats['error']})")
         finally:
             container.close()
     elif decoder == "opencv":
@@ -409,18 +473,21 @@ def decode_sequential(path: str, decoder: str = "pyav"):
         if not cap.isOpened():
             raise VideoDecodeError(f"{path}: OpenCV cannot open it")
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        stats["declared"] = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         i = 0
         try:
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
+                stats["decoded"] = i + 1
                 yield i, i / fps, frame
                 i += 1
         finally:
             cap.release()
         if i == 0:
             raise VideoDecodeError(f"{path}: no frame decodes")
+        stats["declared"] = max(stats["declared"], i)
     else:
         raise ValueError(f"unknown decoder '{decoder}', expected one of {DECODERS}")
 
