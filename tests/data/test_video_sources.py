@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vissl_ext_testing import compose, extract, shared_path
+from vissl_ext_testing import compose, extract, garbage_in_middle, shared_path
 from vissl_ext.config import ConfigError
 from vissl_ext.data.manifest import ManifestError, load_manifest
 from vissl_ext.data.video_io import read_image
@@ -89,7 +89,7 @@ def test_corrupt_frame_at_run_time_is_counted_and_replaced(tmp_path, caplog):
     v = src.videos[0]
     open(v.frame_path(0), "wb").write(b"\xff\xd8garbage")  # frame 0 breaks after start-up
     with caplog.at_level(logging.WARNING):
-        (a, b), ok = src[0]
+        (a, b), ok = src[np.int64(0)]  # VISSL's index type when DATA_LIMIT >= 0
     assert src.num_failed_reads == 1 and ok
     assert "000000.jpg" in caplog.text and "skipped" in caplog.text
     assert a.size == read_image(v.frame_path(1)).size
@@ -142,3 +142,20 @@ def test_manifest_with_missing_files_names_them(video_frames_dir, tmp_path):
 def test_wrong_config_values_fail_at_compose_time(key, value, match):
     with pytest.raises(ConfigError, match=match):
         compose("config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.VIDEO.{key}={value}")
+
+
+def test_video_read_directly_with_a_corrupt_stretch_skips_and_counts_those_samples(tmp_path, caplog):
+    bad = garbage_in_middle(shared_path("video_opencv", "cup.mp4"), tmp_path / "cup_garbage.mp4", 200_000)
+    s = extract([bad], tmp_path / "index", index_only=True, stride=5)
+    cfg = tiny_cfg(s["manifest"], "config.DATA.TRAIN.VIDEO.SHORT_SIDE=64")
+    src = source(VideoFramePairsSource, cfg, s["manifest"])
+    v = src.videos[0]
+    broken = [i for i, (_, a, b) in enumerate(src.samples) if {v.frame_indices[a], v.frame_indices[b]} & set(range(83, 110))]
+    assert 3 <= len(broken) < len(src) // 2
+    with caplog.at_level(logging.WARNING):
+        for i in range(len(src)):
+            (a, b), ok = src[np.int64(i)]
+            assert ok and a.size == b.size
+    # every broken sample was read once (and a replacement may have been broken too)
+    assert src.num_failed_reads >= len(broken)
+    assert caplog.text.count("cup_garbage.mp4: frame at pts") == src.num_failed_reads
