@@ -7,6 +7,9 @@
 
 Resumable (finished videos are skipped), shardable (--shard i/n, or torch.distributed RANK /
 WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard>.json.
+Decoding goes on past corrupt packets: a video that yields fewer frames than its container
+declares keeps the frames that decode, is marked partial in the manifest (decoded and declared
+counts), counted in the summary and listed in <out>/partial_<shard>.json.
 """
 import logging
 import os
