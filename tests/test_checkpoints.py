@@ -143,3 +143,19 @@ def test_sigkill_while_overwriting_keeps_the_previous_file(tmp_path):
     assert ck["phase_idx"] == 0 and ck["classy_state_dict"]["w"].sum() == 0
     assert C.is_training_finished(cfg(), str(tmp_path))
     assert os.listdir(tmp_path) == ["model_final_checkpoint_phase0.torch"]
+
+
+def test_fvcore_checkpointer_writes_atomically(tmp_path):
+    """detectron2's DetectionCheckpointer (ADE20K trainer) saves through fvcore's Checkpointer."""
+    from fvcore.common.checkpoint import Checkpointer
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ck = Checkpointer(model, save_dir=str(tmp_path), optimizer=opt)
+    assert getattr(Checkpointer.save, "_vissl_ext", False)
+    ck.save("model_0000009", iteration=9)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
+    assert ck.get_checkpoint_file() == str(tmp_path / "model_0000009.pth")
+    data = torch.load(tmp_path / "model_0000009.pth", weights_only=True)
+    assert data["iteration"] == 9 and torch.equal(data["model"]["weight"], model.weight.detach())
+    assert "optimizer" in data

@@ -1,6 +1,7 @@
 """tools/extract_frames.py: stride, resize, resume, shards, bad videos, direct-decoding index."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -199,6 +200,14 @@ def test_truncated_video_is_recorded_partial_by_extraction_and_index(tmp_path):
     s = extract([cup], tmp_path / "index", index_only=True)
     (v,) = load_manifest(s["manifest"])
     assert s["partial"] == 1 and v.extra["partial"]["declared"] == 217 and v.extra["partial"]["decoded"] == len(v.pts)
-    # a healthy video is not partial, and a rerun that finds nothing partial drops the list
-    s = extract([shared_path("video_pysot_bag", "bag.avi")], tmp_path / "clean", stride=25)
-    assert s["partial"] == 0 and not (tmp_path / "clean" / "partial_0-of-1.json").exists()
+    # the videos replaced by whole copies and re-extracted: nothing partial, the list is dropped
+    shutil.copyfile(shared_path("video_pysot_bag", "bag.avi"), bag)
+    shutil.copyfile(shared_path("video_opencv", "cup.mp4"), cup)
+    for vid in ("bag30", "cup30"):
+        shutil.rmtree(tmp_path / "frames" / "frames" / vid)
+    s = extract([bag, cup], tmp_path / "frames", stride=5)
+    assert s["processed"] == 2 and s["partial"] == 0 and not (tmp_path / "frames" / "partial_0-of-1.json").exists()
+    # healthy videos are not partial (box.mp4 declares 456 frames, FFmpeg decodes 455 without error: within the tolerance)
+    s = extract([shared_path("video_pysot_bag", "bag.avi"), shared_path("video_opencv", "box.mp4")],
+                tmp_path / "clean", stride=25)
+    assert s["processed"] == 2 and s["partial"] == 0 and not (tmp_path / "clean" / "partial_0-of-1.json").exists()

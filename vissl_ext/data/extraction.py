@@ -27,6 +27,7 @@ from vissl_ext.data.video_io import (
     decode_sequential,
     frame_to_pil,
     is_image_file,
+    is_partial,
     is_video_file,
     probe_video,
 )
@@ -123,7 +124,7 @@ def index_video(path: str, vid: str, params: ExtractParams) -> VideoEntry:
                    width=info.width, height=info.height, pts=info.pts, key_pts=info.key_pts,
                    time_base=info.time_base)
     declared = info.extra.get("declared_frames", 0)
-    if info.num_frames < declared:  # demuxing stopped early: a truncated file
+    if is_partial(info.num_frames, declared, "truncated" in info.extra):  # demuxing stopped early
         e.extra["partial"] = partial_record(info.num_frames, declared, {"error": info.extra.get("truncated")})
     if params.decoder == "opencv":
         e.extra["decoder"] = "opencv"
@@ -189,7 +190,7 @@ def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) 
                            frame_indices=kept_idx, fps=fps, width=width, height=height,
                            extra={"params": asdict(params)})
         stopped_early = params.max_frames and len(kept_idx) >= params.max_frames
-        if not stopped_early and stats["decoded"] < stats["declared"]:
+        if not stopped_early and is_partial(stats["decoded"], stats["declared"], stats["error"] is not None):
             entry.extra["partial"] = partial_record(stats["decoded"], stats["declared"], stats)
         meta = asdict(entry)
         meta["frames_dir"] = "."
