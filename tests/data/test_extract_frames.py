@@ -195,6 +195,7 @@ def test_truncated_video_is_recorded_partial_by_extraction_and_index(tmp_path):
     s = extract([bag, cup], tmp_path / "frames", stride=5)
     assert s["partial"] == 2 and s["failed"] == 0
     parts = {p["id"]: p for p in json.load(open(tmp_path / "frames" / "partial_0-of-1.json"))}
+    assert extract([], tmp_path / "frames", merge=True)["partial"] == 2  # --merge (and SLURM's merge step) count them
     assert parts["bag30"]["declared"] == 196 and 40 < parts["bag30"]["decoded"] < 70
     assert parts["cup30"]["declared"] == 217 and 40 < parts["cup30"]["decoded"] < 70
     s = extract([cup], tmp_path / "index", index_only=True)

@@ -102,7 +102,8 @@ def _is_done(out, vid, params, index_only):
 
 def _merge(out: str) -> dict:
     path, entries = write_manifest(out)
-    return {"manifest": path, "videos": len(entries)}
+    partial = sum(bool(e.extra.get("partial")) for e in entries)
+    return {"manifest": path, "videos": len(entries), "partial": partial}
 
 
 def run(args) -> dict:
