@@ -18,11 +18,14 @@ from vissl_ext.registry import hook_generator
 
 
 def compose_config(overrides: List[Any]):
-    """VISSL's compose + AttrDict conversion, then our validation."""
+    """VISSL's compose + AttrDict conversion, the AUGMENT_BACKEND rewrite, then our validation."""
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
+
+    from vissl_ext.data.augment_backend import apply_augment_backend
 
     cfg = compose_hydra_configuration(overrides)
     args, config = convert_to_attrdict(cfg)
+    apply_augment_backend(config)
     validate_config(config)
     return args, config
 
