@@ -134,3 +134,12 @@ def test_resume_restores_queues_and_encoder(tracks, tmp_path):
     m = int(phase0["region_queue_ptr"])
     assert m > 0 and int(final["region_queue_ptr"]) > m
     assert torch.equal(final["region_queue"][:, :m], phase0["region_queue"][:, :m])
+
+
+def test_device_augmentation_backend_trains_region_pairs(tracks, tmp_path):
+    """AUGMENT_BACKEND=device: boxes moved by the CPU crop/flip, photometry batched on the device."""
+    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.DATA.TRAIN.AUGMENT_BACKEND=device"), cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    assert "adds ['DeviceAugmentHook']" in out and "with at least one region pair" in out
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
