@@ -88,9 +88,10 @@ def test_host_is_the_default_and_leaves_the_list_alone():
 def test_fast_backend_swaps_the_tail_for_one_fast_transform():
     cfg = compose("config=pretrain/frame_temporal", "config.DATA.TRAIN.AUGMENT_BACKEND=fast")
     ts = cfg.DATA.TRAIN.TRANSFORMS
-    assert names(ts) == ["VideoFramesToViews", "RandomResizedCrop", "FastMocoV2Aug"]
+    assert names(ts) == ["VideoFramesToViews", "FastRandomResizedCrop", "FastMocoV2Aug"]
     t = build_transform(dict(ts[-1]))
     assert t.dist == fa.MocoV2Distribution() and tuple(t.mean) == fa.IMAGENET_MEAN and tuple(t.std) == fa.IMAGENET_STD
+    assert cfg.DATA.TRAIN.VIDEO["FRAME_ARRAYS"] is True  # every transform takes arrays: OpenCV decode
     # idempotent: composing the rewritten config again changes nothing
     before = [dict(x) for x in ts]
     apply_augment_backend(cfg)
@@ -99,7 +100,7 @@ def test_fast_backend_swaps_the_tail_for_one_fast_transform():
 
 def test_device_backend_leaves_decode_and_crop_to_the_workers():
     cfg = compose("config=pretrain/moco_video_baseline", "config.DATA.TRAIN.AUGMENT_BACKEND=device")
-    assert names(cfg.DATA.TRAIN.TRANSFORMS) == ["ImgReplicatePil", "RandomResizedCrop", "ToUint8Tensor"]
+    assert names(cfg.DATA.TRAIN.TRANSFORMS) == ["ImgReplicatePil", "FastRandomResizedCrop", "ToUint8Tensor"]
     aug = build_device_augment(cfg.DATA.TRAIN.DEVICE_AUGMENT)
     assert aug.dist == fa.MocoV2Distribution()  # flip included: it moved to the device
     assert [type(h).__name__ for h in device_augment_hooks(cfg)] == ["DeviceAugmentHook"]
@@ -111,6 +112,7 @@ def test_device_backend_for_region_pairs_keeps_the_box_flip_on_the_cpu():
     assert names(ts) == ["RegionPairToViews", "BoxRandomResizedCrop", "BoxRandomHorizontalFlip", "ImageOnly"]
     assert names(ts[-1]["transforms"]) == ["ToUint8Tensor"]
     assert cfg.DATA.TRAIN.DEVICE_AUGMENT["flip_p"] == 0.0
+    assert not cfg.DATA.TRAIN.VIDEO.get("FRAME_ARRAYS", False)  # the box transforms take PIL images
     fast = compose("config=pretrain/region_tracker", "config.DATA.TRAIN.AUGMENT_BACKEND=fast")
     inner = fast.DATA.TRAIN.TRANSFORMS[-1]["transforms"]
     assert names(inner) == ["FastMocoV2Aug"] and inner[0]["flip_p"] == 0.0
@@ -123,7 +125,7 @@ def test_switch_refuses_what_it_cannot_translate():
     base = [{"name": "RandomResizedCrop", "size": 224}, {"name": "ImgPilColorDistortion", "strength": 0.5},
             {"name": "ToTensor"}, {"name": "Normalize", "mean": [0.5] * 3, "std": [0.2] * 3}]
     new, spec = rewrite_transforms(base, "fast", "T")
-    assert names(new) == ["RandomResizedCrop", "FastMocoV2Aug"] and spec["blur"] is None and spec["flip_p"] == 0
+    assert names(new) == ["FastRandomResizedCrop", "FastMocoV2Aug"] and spec["blur"] is None and spec["flip_p"] == 0
     with pytest.raises(ConfigError, match="ImgPilRandomSolarize"):
         rewrite_transforms(base + [{"name": "ImgPilRandomSolarize"}], "fast", "T")
     with pytest.raises(ConfigError, match="need ToTensor"):

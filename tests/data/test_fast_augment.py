@@ -216,3 +216,34 @@ def test_bad_distributions_are_refused():
         fa.MocoV2Distribution(hue=(-0.7, 0.1)).validate()
     with pytest.raises(ValueError, match="sigma"):
         fa.MocoV2Distribution(sigma=(0.0, 2.0)).validate()
+
+
+def test_fast_crop_takes_torchvisions_crop_window(video_frames_dir):
+    from vissl_ext.data.fast_augment import FastRandomResizedCrop
+    from vissl_ext.data.video_io import read_image, read_image_array
+
+    path = sorted(video_frames_dir.glob("frames/*/*.jpg"))[3]
+    img = read_image(str(path))
+    assert (read_image_array(str(path)) == np.asarray(img)).all()  # same JPEG decoder, same pixels
+    tv = T.RandomResizedCrop(64, scale=(0.2, 1.0))
+    fast = FastRandomResizedCrop(64, (0.2, 1.0))
+    for seed in range(4):
+        torch.manual_seed(seed)
+        ref = np.asarray(tv(img)).astype(int)
+        torch.manual_seed(seed)
+        got = fast(img)
+        torch.manual_seed(seed)
+        assert (fast(np.asarray(img)) == got).all()  # PIL or array in: same output
+        # same window; only the resampling filter differs (OpenCV area/bilinear vs PIL's)
+        assert np.abs(got.astype(int) - ref).mean() < 1.0, seed
+        torch.manual_seed(seed + 100)
+        assert np.abs(fast(img).astype(int) - ref).mean() > 3  # another window is far off
+
+
+def test_unreadable_frame_names_the_file(tmp_path):
+    from vissl_ext.data.video_io import VideoDecodeError, read_image_array
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(VideoDecodeError, match="broken.jpg"):
+        read_image_array(str(bad))

@@ -14,7 +14,8 @@ inside ``ImageOnly`` (region pairs)::
     ImgPilColorDistortion, [ImgPilGaussianBlur], [RandomHorizontalFlip], ToTensor, [Normalize]
 
 Its parameters are taken from those entries, so the three backends draw from the same
-distributions. A horizontal flip before the tail, or a box-aware ``BoxRandomHorizontalFlip``,
+distributions. A torchvision ``RandomResizedCrop`` before it becomes ``FastRandomResizedCrop``
+(same crop sampling, OpenCV resize of the uint8 array: the PIL resize costs more than the decode). A horizontal flip before the tail, or a box-aware ``BoxRandomHorizontalFlip``,
 stays in the workers (boxes move with it). The rewrite happens once, when the launcher
 composes the config (before any worker starts), and is logged.
 """
@@ -24,6 +25,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from vissl_ext.config import ConfigError
 
 BACKENDS = ("host", "fast", "device")
+# transforms that take uint8 arrays as well as PIL images (then frames may be decoded to arrays)
+_ARRAY_SAFE = {"VideoFramesToViews", "ImgReplicatePil", "FastRandomResizedCrop", "FastMocoV2Aug", "ToUint8Tensor",
+               "FastColorDistortion", "FastGaussianBlur"}
 _TAIL_NAMES = ("ImgPilColorDistortion", "ImgPilGaussianBlur", "RandomHorizontalFlip", "ToTensor", "Normalize")
 
 
@@ -80,13 +84,18 @@ def _replacement(backend: str, spec: Dict[str, Any]) -> Dict[str, Any]:
             "mean": spec["mean"], "std": spec["std"]}
 
 
+def _fast_crops(transforms: List[Dict]) -> List[Dict]:
+    return [dict(t, name="FastRandomResizedCrop") if t.get("name") == "RandomResizedCrop" and "indices" not in t else t
+            for t in transforms]
+
+
 def rewrite_transforms(transforms: List[Dict], backend: str, where: str) -> Tuple[List[Dict], Dict[str, Any]]:
     """The transform list for ``backend`` and the tail's parameters (top level or in ImageOnly)."""
     transforms = [dict(t) for t in transforms]
     found = _tail(transforms, where, allow_flip=True)
     if found is not None:
         start, spec = found
-        return transforms[:start] + [_replacement(backend, spec)], spec
+        return _fast_crops(transforms[:start]) + [_replacement(backend, spec)], spec
     for t in transforms:
         if t.get("name") == "ImageOnly":
             inner = [dict(x) for x in t.get("transforms", [])]
@@ -126,6 +135,10 @@ def apply_augment_backend(config) -> str:
         return backend
     new, spec = rewrite_transforms(transforms, backend, "config.DATA.TRAIN.TRANSFORMS")
     train["TRANSFORMS"] = new
+    from vissl_ext.data.video_sources import VIDEO_SOURCE_NAMES
+
+    if {t["name"] for t in new} <= _ARRAY_SAFE and set(train.get("DATA_SOURCES", [])) <= set(VIDEO_SOURCE_NAMES):
+        train["VIDEO"] = dict(train.get("VIDEO", {}) or {}, FRAME_ARRAYS=True)  # OpenCV decode, no PIL
     if backend == "device":
         train["DEVICE_AUGMENT"] = _device_spec(spec)
     logging.info(f"{where}={backend}: TRANSFORMS -> {[t['name'] for t in new]}"

@@ -124,8 +124,21 @@ def _range(r, neutral):
 # --------------------------------------------------------------------------------------------
 # ops: HxWx3 float32 images in 0..255 (jitter) or uint8 (the rest)
 # --------------------------------------------------------------------------------------------
+_WORKER_THREADS_SET = False
+
+
+def _one_opencv_thread_in_workers():
+    """OpenCV's own thread pool in every data-loader worker oversubscribes the cores (the
+    workers are the parallelism); PyTorch does the same for its intra-op threads."""
+    global _WORKER_THREADS_SET
+    if not _WORKER_THREADS_SET and torch.utils.data.get_worker_info() is not None:
+        cv2.setNumThreads(1)
+        _WORKER_THREADS_SET = True
+
+
 def as_uint8_array(img) -> np.ndarray:
     """HxWx3 RGB uint8 array of a PIL image or an array (no copy when already one)."""
+    _one_opencv_thread_in_workers()
     if isinstance(img, np.ndarray):
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise TypeError(f"expected an HxWx3 uint8 RGB array, got {img.dtype} {img.shape}")
@@ -142,7 +155,7 @@ def _gray_mean(x: np.ndarray) -> float:
 
 def adjust_brightness(x: np.ndarray, factor: float) -> np.ndarray:
     """torchvision adjust_brightness: clamp(factor * x)."""
-    x = cv2.multiply(x, (factor, factor, factor, 0.0))
+    x = np.multiply(x, np.float32(factor), out=x)  # in place: cv2.multiply by a Scalar is 10x slower
     return np.clip(x, 0.0, 255.0, out=x)
 
 
@@ -326,6 +339,42 @@ class FastMocoV2Aug(ClassyTransform):
                    bool(config.get("to_tensor", True)))
 
 
+def resized_crop(img: np.ndarray, top: int, left: int, height: int, width: int, size: Tuple[int, int]) -> np.ndarray:
+    """Crop and resize to ``size`` (h, w) with OpenCV: area averaging when shrinking (the
+    antialiasing PIL's filter also gives), bilinear when enlarging."""
+    x = img[max(top, 0):top + height, max(left, 0):left + width]
+    out_h, out_w = size
+    shrink = x.shape[0] > out_h and x.shape[1] > out_w
+    return cv2.resize(x, (out_w, out_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@register_transform("FastRandomResizedCrop")
+class FastRandomResizedCrop(ClassyTransform):
+    """torchvision's RandomResizedCrop (its own ``get_params``: same crops, same RNG) resized
+    with OpenCV on uint8 arrays instead of PIL: several times faster; the pixels differ from
+    PIL's antialiased bilinear filter by the choice of resampling filter only. PIL image or
+    array in, uint8 array out. Keys as RandomResizedCrop: ``size``, ``scale``, ``ratio``."""
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+
+    def __call__(self, img):
+        from torchvision.transforms import RandomResizedCrop
+
+        width, height = (img.shape[1], img.shape[0]) if isinstance(img, np.ndarray) else img.size
+        shape_only = torch.empty((3, height, width), device="meta")  # get_params reads the size only
+        top, left, h, w = RandomResizedCrop.get_params(shape_only, list(self.scale), list(self.ratio))
+        if not isinstance(img, np.ndarray):
+            # PIL -> numpy costs about as much as the resize: convert the crop only
+            img, top, left = img.crop((left, top, left + w, top + h)), 0, 0
+        return resized_crop(as_uint8_array(img), top, left, h, w, self.size)
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "FastRandomResizedCrop":
+        return cls(config["size"], config.get("scale", (0.08, 1.0)), config.get("ratio", (3 / 4, 4 / 3)))
+
+
 @register_transform("ToUint8Tensor")
 class ToUint8Tensor(ClassyTransform):
     """PIL image or HxWx3 uint8 array -> 3xHxW uint8 tensor: what the data-loader workers hand
@@ -333,7 +382,11 @@ class ToUint8Tensor(ClassyTransform):
 
     def __call__(self, img):
         x = as_uint8_array(img)
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        out = torch.empty((3, x.shape[0], x.shape[1]), dtype=torch.uint8)
+        o = out.numpy()
+        for c, plane in enumerate(cv2.split(x)):
+            o[c] = plane
+        return out
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "ToUint8Tensor":

@@ -374,6 +374,20 @@ def read_image(path: str, short_side: int = 0) -> Image.Image:
     return resize_short_side(img, short_side)
 
 
+def read_image_array(path: str, short_side: int = 0) -> np.ndarray:
+    """An RGB frame from disk as an HxWx3 uint8 array, decoded by OpenCV (about twice as fast as
+    PIL's decode plus conversion to an array)."""
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_COLOR_RGB)
+    if img is None:
+        raise VideoDecodeError(f"{path}: cannot read image (OpenCV could not decode it)")
+    if short_side and short_side > 0 and min(img.shape[:2]) != short_side:
+        w, h = _scaled_size(img.shape[1], img.shape[0], short_side)
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_LINEAR)
+    return img
+
+
 _REORDER_WINDOW = 16  # frames held back to restore pts order
 
 

@@ -18,7 +18,7 @@ from vissl_ext.config import validate_video_cfg, video_cfg
 from vissl_ext.data.extraction import entries_for_directory
 from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
-from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image
+from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import register_data_source
 
 VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs")
@@ -63,7 +63,8 @@ class _VideoSource:
     def _read(self, v: VideoEntry, positions: List[int]):
         short = self.vcfg["SHORT_SIDE"]
         if v.is_frame_folder:
-            return [read_image(v.frame_path(p), short) for p in positions]
+            read = read_image_array if self.vcfg["FRAME_ARRAYS"] else read_image
+            return [read(v.frame_path(p), short) for p in positions]
         decoder = v.extra.get("decoder", self.vcfg["DECODER"])
         reader = self._readers.get(v.source, v.video_info(), decoder)
         return reader.read([v.frame_indices[p] for p in positions], short)
