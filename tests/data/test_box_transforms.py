@@ -37,7 +37,8 @@ def colour_share(img, box, colour):
     return float((np.abs(inner - np.asarray(colour)).sum(-1) < 60).mean())
 
 
-def test_crop_and_flip_keep_boxes_on_their_pixels():
+@pytest.mark.parametrize("as_array", [False, True])  # PIL frames, or uint8 arrays (AUGMENT_BACKEND fast/device)
+def test_crop_and_flip_keep_boxes_on_their_pixels(as_array):
     random.seed(0)
     torch.manual_seed(0)
     crop = BoxRandomResizedCrop(96, scale=(0.3, 1.0), min_visible=0.5, min_size=4)
@@ -45,8 +46,10 @@ def test_crop_and_flip_keep_boxes_on_their_pixels():
     checked = 0
     for seed in range(40):
         img, boxes, ids = painted(seed=seed)
+        if as_array:
+            img = np.array(img)
         out = flip(crop(BoxedView(img, boxes, ids)))
-        assert out.img.size == (96, 96)
+        assert (out.img.shape[:2] if as_array else out.img.size) == (96, 96)
         for b, t in zip(out.boxes, out.ids):
             assert colour_share(out.img, b, COLOURS[t]) > 0.9
             checked += 1

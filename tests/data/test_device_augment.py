@@ -92,6 +92,9 @@ def test_fast_backend_swaps_the_tail_for_one_fast_transform():
     t = build_transform(dict(ts[-1]))
     assert t.dist == fa.MocoV2Distribution() and tuple(t.mean) == fa.IMAGENET_MEAN and tuple(t.std) == fa.IMAGENET_STD
     assert cfg.DATA.TRAIN.VIDEO["FRAME_ARRAYS"] is True  # every transform takes arrays: OpenCV decode
+    host_flip_first = compose("config=pretrain/frame_temporal", "config.DATA.TRAIN.AUGMENT_BACKEND=fast",
+                              "config.DATA.TRAIN.TRANSFORMS.1.name=RandomHorizontalFlip")  # a PIL-only transform
+    assert not host_flip_first.DATA.TRAIN.VIDEO.get("FRAME_ARRAYS", False)
     # idempotent: composing the rewritten config again changes nothing
     before = [dict(x) for x in ts]
     apply_augment_backend(cfg)
@@ -112,7 +115,7 @@ def test_device_backend_for_region_pairs_keeps_the_box_flip_on_the_cpu():
     assert names(ts) == ["RegionPairToViews", "BoxRandomResizedCrop", "BoxRandomHorizontalFlip", "ImageOnly"]
     assert names(ts[-1]["transforms"]) == ["ToUint8Tensor"]
     assert cfg.DATA.TRAIN.DEVICE_AUGMENT["flip_p"] == 0.0
-    assert not cfg.DATA.TRAIN.VIDEO.get("FRAME_ARRAYS", False)  # the box transforms take PIL images
+    assert cfg.DATA.TRAIN.VIDEO["FRAME_ARRAYS"] is True  # the box transforms take arrays too
     fast = compose("config=pretrain/region_tracker", "config.DATA.TRAIN.AUGMENT_BACKEND=fast")
     inner = fast.DATA.TRAIN.TRANSFORMS[-1]["transforms"]
     assert names(inner) == ["FastMocoV2Aug"] and inner[0]["flip_p"] == 0.0

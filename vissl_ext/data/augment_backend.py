@@ -27,7 +27,13 @@ from vissl_ext.config import ConfigError
 BACKENDS = ("host", "fast", "device")
 # transforms that take uint8 arrays as well as PIL images (then frames may be decoded to arrays)
 _ARRAY_SAFE = {"VideoFramesToViews", "ImgReplicatePil", "FastRandomResizedCrop", "FastMocoV2Aug", "ToUint8Tensor",
-               "FastColorDistortion", "FastGaussianBlur"}
+               "FastColorDistortion", "FastGaussianBlur", "RegionPairToViews", "BoxRandomResizedCrop",
+               "BoxRandomHorizontalFlip"}
+
+
+def _all_array_safe(transforms) -> bool:
+    return all(t["name"] in _ARRAY_SAFE or (t["name"] == "ImageOnly" and _all_array_safe(t.get("transforms", [])))
+               for t in transforms)
 _TAIL_NAMES = ("ImgPilColorDistortion", "ImgPilGaussianBlur", "RandomHorizontalFlip", "ToTensor", "Normalize")
 
 
@@ -137,7 +143,7 @@ def apply_augment_backend(config) -> str:
     train["TRANSFORMS"] = new
     from vissl_ext.data.video_sources import VIDEO_SOURCE_NAMES
 
-    if {t["name"] for t in new} <= _ARRAY_SAFE and set(train.get("DATA_SOURCES", [])) <= set(VIDEO_SOURCE_NAMES):
+    if _all_array_safe(new) and set(train.get("DATA_SOURCES", [])) <= set(VIDEO_SOURCE_NAMES):
         train["VIDEO"] = dict(train.get("VIDEO", {}) or {}, FRAME_ARRAYS=True)  # OpenCV decode, no PIL
     if backend == "device":
         train["DEVICE_AUGMENT"] = _device_spec(spec)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Sequence
 
 import numpy as np
+import torch
 from classy_vision.dataset.transforms import build_transform
 from classy_vision.dataset.transforms.classy_transform import ClassyTransform
 from torchvision.transforms import RandomResizedCrop
@@ -53,7 +54,9 @@ class BoxedView:
 
 
 def _size(img):
-    """(width, height) of a PIL image or a CHW tensor."""
+    """(width, height) of a PIL image, an HxWx3 array or a CHW tensor."""
+    if isinstance(img, np.ndarray):
+        return img.shape[1], img.shape[0]
     if hasattr(img, "size") and not callable(img.size):
         return img.size
     return img.shape[-1], img.shape[-2]
@@ -108,7 +111,9 @@ class RegionPairToViews(ClassyTransform):
 
 @register_transform("BoxRandomResizedCrop")
 class BoxRandomResizedCrop(ClassyTransform):
-    """torchvision's RandomResizedCrop (same parameter sampling) moving the boxes along."""
+    """torchvision's RandomResizedCrop (same parameter sampling) moving the boxes along. A uint8
+    array (frames decoded to arrays, AUGMENT_BACKEND fast/device) is resized with OpenCV, as
+    FastRandomResizedCrop does."""
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), min_visible: float = 0.5,
                  min_size: float = 4.0):
@@ -118,8 +123,16 @@ class BoxRandomResizedCrop(ClassyTransform):
 
     def __call__(self, view: BoxedView) -> BoxedView:
         _need_view(view, "BoxRandomResizedCrop")
-        top, left, h, w = RandomResizedCrop.get_params(view.img, self.scale, self.ratio)
-        img = TF.resized_crop(view.img, top, left, h, w, list(self.size), antialias=True)
+        if isinstance(view.img, np.ndarray):
+            from vissl_ext.data.fast_augment import resized_crop
+
+            width, height = _size(view.img)
+            shape_only = torch.empty((3, height, width), device="meta")  # get_params reads the size only
+            top, left, h, w = RandomResizedCrop.get_params(shape_only, self.scale, self.ratio)
+            img = resized_crop(view.img, top, left, h, w, self.size)
+        else:
+            top, left, h, w = RandomResizedCrop.get_params(view.img, self.scale, self.ratio)
+            img = TF.resized_crop(view.img, top, left, h, w, list(self.size), antialias=True)
         boxes, keep = crop_boxes(view.boxes, top, left, h, w, self.size[1], self.size[0], self.min_visible, self.min_size)
         return BoxedView(img, boxes[keep], view.ids[keep])
 
@@ -139,7 +152,8 @@ class BoxRandomHorizontalFlip(ClassyTransform):
         if random.random() >= self.p:
             return view
         w, _ = _size(view.img)
-        return BoxedView(TF.hflip(view.img), flip_boxes(view.boxes, w), view.ids)
+        img = np.ascontiguousarray(view.img[:, ::-1]) if isinstance(view.img, np.ndarray) else TF.hflip(view.img)
+        return BoxedView(img, flip_boxes(view.boxes, w), view.ids)
 
     @classmethod
     def from_config(cls, config):
