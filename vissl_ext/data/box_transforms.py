@@ -53,7 +53,7 @@ class BoxedView:
     ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
 
 
-def _size(img):
+def image_size(img):
     """(width, height) of a PIL image, an HxWx3 array or a CHW tensor."""
     if isinstance(img, np.ndarray):
         return img.shape[1], img.shape[0]
@@ -126,7 +126,7 @@ class BoxRandomResizedCrop(ClassyTransform):
         if isinstance(view.img, np.ndarray):
             from vissl_ext.data.fast_augment import resized_crop
 
-            width, height = _size(view.img)
+            width, height = image_size(view.img)
             shape_only = torch.empty((3, height, width), device="meta")  # get_params reads the size only
             top, left, h, w = RandomResizedCrop.get_params(shape_only, self.scale, self.ratio)
             img = resized_crop(view.img, top, left, h, w, self.size)
@@ -151,7 +151,7 @@ class BoxRandomHorizontalFlip(ClassyTransform):
         _need_view(view, "BoxRandomHorizontalFlip")
         if random.random() >= self.p:
             return view
-        w, _ = _size(view.img)
+        w, _ = image_size(view.img)
         img = np.ascontiguousarray(view.img[:, ::-1]) if isinstance(view.img, np.ndarray) else TF.hflip(view.img)
         return BoxedView(img, flip_boxes(view.boxes, w), view.ids)
 
@@ -193,4 +193,4 @@ def boxes_inside(boxes: np.ndarray, width: float, height: float, eps: float = 1e
                                     and boxes[:, 2].max() <= width + eps and boxes[:, 3].max() <= height + eps))
 
 
-__all__ = ["RegionPair", "BoxedView", "crop_boxes", "flip_boxes", "boxes_inside"]
+__all__ = ["RegionPair", "BoxedView", "crop_boxes", "flip_boxes", "boxes_inside", "image_size"]

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from vissl_ext.data.box_transforms import RegionPair
+from vissl_ext.data.box_transforms import RegionPair, image_size
 from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.sampling import pair_anchors
 from vissl_ext.data.video_sources import VideoFramePairsSource
@@ -87,7 +87,8 @@ class VideoRegionPairsSource(VideoFramePairsSource):
         boxes = []
         for p, img in zip((a, b), frames):
             # tracks refer to the frames as stored; frames read at another size scale them
-            sx, sy = img.size[0] / W, img.size[1] / H
+            w, h = image_size(img)  # PIL image, or uint8 array (VIDEO.FRAME_ARRAYS)
+            sx, sy = w / W, h / H
             bx = np.asarray([at[p][t] for t in ids], np.float32).reshape(-1, 4)
             boxes.append(bx * np.asarray([sx, sy, sx, sy], np.float32))
         return RegionPair(frames, boxes, np.asarray(ids, np.int64))
