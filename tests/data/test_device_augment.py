@@ -148,3 +148,21 @@ def test_sources_deliver_what_each_backend_promises(tmp_path, video_frames_dir):
         shapes[backend] = [(v.dtype, tuple(v.shape)) for v in s["data"]]
     assert shapes["host"] == shapes["fast"] == [(torch.float32, (3, 64, 64))] * 2
     assert shapes["device"] == [(torch.uint8, (3, 64, 64))] * 2
+
+
+@pytest.mark.parametrize("backend,dtype", [("fast", torch.float32), ("device", torch.uint8)])
+def test_region_pair_list_runs_on_arrays(batch, backend, dtype):
+    from vissl_ext.data.box_transforms import RegionPair, boxes_inside
+
+    frames, _ = batch
+    cfg = compose("config=pretrain/region_tracker", f"config.DATA.TRAIN.AUGMENT_BACKEND={backend}")
+    first, *rest = [build_transform(dict(t)) for t in cfg.DATA.TRAIN.TRANSFORMS]
+    boxes = np.asarray([[10, 20, 120, 150], [60, 40, 200, 210]], np.float32)
+    torch.manual_seed(0)
+    for _ in range(3):
+        views = first(RegionPair([frames[0], frames[1]], [boxes, boxes + 4], np.asarray([3, 7])))
+        for t in rest:
+            views = [t(v) for v in views]
+        for v in views:
+            assert v.img.dtype == dtype and tuple(v.img.shape) == (3, 224, 224)
+            assert boxes_inside(v.boxes, 224, 224) and set(v.ids.tolist()) <= {3, 7}
