@@ -1,5 +1,6 @@
 """The OpenCV MoCo v2 augmentation against torchvision's functional ops on real frames, and its
 parameter sampling against the host's distributions."""
+import os
 import random
 
 import numpy as np
@@ -240,10 +241,17 @@ def test_fast_crop_takes_torchvisions_crop_window(video_frames_dir):
         assert np.abs(fast(img).astype(int) - ref).mean() > 3  # another window is far off
 
 
-def test_unreadable_frame_names_the_file(tmp_path):
+def test_unreadable_frame_names_the_file(tmp_path, video_frames_dir):
     from vissl_ext.data.video_io import VideoDecodeError, read_image_array
+    from vissl_ext_testing import truncated_copy
 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not a jpeg")
-    with pytest.raises(VideoDecodeError, match="broken.jpg"):
-        read_image_array(str(bad))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    good = sorted(video_frames_dir.glob("frames/*/*.jpg"))[0]
+    # OpenCV alone would return a truncated JPEG with a grey bottom half
+    truncated = truncated_copy(good, tmp_path / "cut.jpg", 0.6)
+    for path in (bad, tmp_path / "empty.jpg", truncated, tmp_path / "missing.jpg"):
+        with pytest.raises(VideoDecodeError, match=os.path.basename(str(path))):
+            read_image_array(str(path))
+    assert read_image_array(str(good)).shape[2] == 3

@@ -379,7 +379,16 @@ def read_image_array(path: str, short_side: int = 0) -> np.ndarray:
     PIL's decode plus conversion to an array)."""
     import cv2
 
-    img = cv2.imread(path, cv2.IMREAD_COLOR_RGB)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise VideoDecodeError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    # OpenCV decodes a truncated JPEG with a grey bottom and only a warning (PIL refuses it):
+    # a JPEG must end with its EOI marker (trailing padding allowed)
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-256:]:
+        raise VideoDecodeError(f"{path}: cannot read image (truncated JPEG: no end-of-image marker)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB) if data else None
     if img is None:
         raise VideoDecodeError(f"{path}: cannot read image (OpenCV could not decode it)")
     if short_side and short_side > 0 and min(img.shape[:2]) != short_side:
