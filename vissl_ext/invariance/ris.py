@@ -17,12 +17,17 @@ Rules (each one the reference's, ties included):
   ``100 - p``.
 """
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from vissl_ext.invariance.order_stats import CHUNK_BYTES, SAMPLE_ROWS, column_order_stats
+from vissl_ext.invariance.order_stats import (ABOVE, BELOW, CHUNK_BYTES, SAMPLE_ROWS, block_stats, rows_per_chunk,
+                                              sample_rows_for)
+from vissl_ext.invariance.segments import make_plan
 
 MIN_TRAJECTORY_LENGTH = 3
 MAX_FIRING_PERCENTILE = 95.0
@@ -68,18 +73,29 @@ class RISResult:
         }
 
 
-def _as_matrix(features):
+def _is_tensor(x) -> bool:
     try:
         import torch
-
-        if isinstance(features, torch.Tensor):
-            features = features.detach().cpu().numpy()
     except ImportError:  # pragma: no cover
-        pass
-    if not isinstance(features, np.ndarray):  # np.memmap is an ndarray
+        return False
+    return isinstance(x, torch.Tensor)
+
+
+def _as_matrix(features, keep_tensor: bool = False):
+    if _is_tensor(features):
+        features = features.detach()
+        if not keep_tensor:
+            features = features.cpu().numpy()
+    elif not isinstance(features, np.ndarray):  # np.memmap is an ndarray
         features = np.asarray(features)
     if features.ndim != 2:
-        raise RISInputError(f"features must be a matrix [N images, D units], got shape {features.shape}")
+        raise RISInputError(f"features must be a matrix [N images, D units], got shape {tuple(features.shape)}")
+    if _is_tensor(features):
+        if not features.is_floating_point():
+            if features.is_complex():
+                raise RISInputError(f"features must be real numbers, got dtype {features.dtype}")
+            features = features.double()
+        return features
     if not np.issubdtype(features.dtype, np.floating):
         if not (np.issubdtype(features.dtype, np.integer) or features.dtype == bool):
             raise RISInputError(f"features must be real numbers, got dtype {features.dtype}")
@@ -87,15 +103,28 @@ def _as_matrix(features):
     return features
 
 
-def _check_finite(x, chunk_bytes: int):
+def _raise_not_finite(chunk, r0: int):
+    r, c = np.argwhere(~np.isfinite(chunk))[0]
+    raise RISInputError(
+        f"features contain NaN or inf (first at image {r0 + r}, unit {c}: {chunk[r, c]}); "
+        "RIS thresholds are undefined. Check the model output / the feature file.")
+
+
+def _check_finite(x, chunk_bytes: int, pool=None):
+    """Row chunks in parallel; a chunk's sum is finite unless it holds NaN/inf (or overflows:
+    then the exact test decides)."""
     step = max(1, chunk_bytes // max(1, x.shape[1] * x.dtype.itemsize))
-    for r0 in range(0, x.shape[0], step):
+
+    def check(r0):
         chunk = np.asarray(x[r0:r0 + step])
-        if not np.isfinite(chunk).all():
-            r, c = np.argwhere(~np.isfinite(chunk))[0]
-            raise RISInputError(
-                f"features contain NaN or inf (first at image {r0 + r}, unit {c}: {chunk[r, c]}); "
-                "RIS thresholds are undefined. Check the model output / the feature file.")
+        if not np.isfinite(chunk.sum()) and not np.isfinite(chunk).all():
+            return r0
+        return None
+
+    starts = range(0, x.shape[0], step)
+    bad = [r0 for r0 in (pool.map(check, starts) if pool is not None else map(check, starts)) if r0 is not None]
+    if bad:
+        _raise_not_finite(np.asarray(x[bad[0]:bad[0] + step]), bad[0])
 
 
 def _labels(values, n: int, what: str) -> np.ndarray:
@@ -107,48 +136,88 @@ def _labels(values, n: int, what: str) -> np.ndarray:
     return a
 
 
-def _local_firing(x, pos_thr, neg_thr, traj_rows, lengths, used, traj_class, n_classes, chunk_bytes):
-    """Per class: sum over its usable trajectories of (best-sign fires / length), and number of
-    trajectories in which each unit fires. Trajectories are processed in groups of equal
-    length, so per-trajectory counts are reshape-sums (no loop over trajectories or units)."""
-    d = x.shape[1]
-    class_sum = np.zeros((n_classes, d), dtype=np.float64)
-    class_cnt = np.zeros((n_classes, d), dtype=np.float64)
-    row_bytes = d * x.dtype.itemsize
-    starts = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    for length in np.unique(lengths[used]):
-        group = np.nonzero(used & (lengths == length))[0]  # sorted trajectory ids
-        if length * row_bytes <= chunk_bytes:
-            t_step, l_step = max(1, int(chunk_bytes // (length * row_bytes))), int(length)
-        else:  # very long trajectories: one at a time, in row slices
-            t_step, l_step = 1, max(1, int(chunk_bytes // row_bytes))
-        for t0 in range(0, len(group), t_step):
-            trajs = group[t0:t0 + t_step]
-            rows = traj_rows[starts[trajs][:, None] + np.arange(length)]  # [t, L] image indices
-            pos = np.zeros((len(trajs), d), np.int64)
-            neg = np.zeros((len(trajs), d), np.int64)
-            for l0 in range(0, int(length), l_step):
-                sub = rows[:, l0:l0 + l_step]
-                block = np.asarray(x[sub.ravel()]).reshape(len(trajs), sub.shape[1], d)
-                pos += np.count_nonzero(block > pos_thr, axis=1)
-                neg += np.count_nonzero(block < neg_thr, axis=1)
-            best = np.maximum(pos, neg)
-            np.add.at(class_sum, traj_class[trajs], best / float(length))
-            np.add.at(class_cnt, traj_class[trajs], (best > 0).astype(np.float64))
-    return class_sum, class_cnt
+def default_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover  (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+class _ClassRates:
+    """Per class and unit: sum over its usable trajectories of best-sign fires / length, and the
+    number of those trajectories in which the unit fires. Filled by column blocks (disjoint
+    columns: safe from several threads). Trajectories of a class are added in trajectory order,
+    as the plain loop does, so the sums are bitwise the same."""
+
+    def __init__(self, lengths, used, traj_class, n_classes: int, d: int):
+        ids = np.nonzero(used)[0]
+        ids = ids[np.lexsort((ids, traj_class[ids]))]  # by class, then trajectory
+        self.ids = ids
+        self.lengths = lengths[ids].astype(np.float64)
+        cls = traj_class[ids]
+        self.starts = np.nonzero(np.r_[True, cls[1:] != cls[:-1]])[0]
+        self.classes = cls[self.starts]
+        self.single = len(self.starts) == len(ids)  # one trajectory per class (e.g. ALOI)
+        self.sum = np.zeros((n_classes, d), np.float64)
+        self.cnt = np.zeros((n_classes, d), np.float64)
+
+    def add(self, c0: int, c1: int, above, below, traj_pos=None):
+        """``above`` / ``below`` [T, B]: per trajectory, fires of x > t+ / x < t- (trajectory
+        axis in ``traj_pos`` order: trajectory index -> row; default the identity)."""
+        rows = self.ids if traj_pos is None else traj_pos[self.ids]
+        best = np.maximum(above[rows], below[rows])
+        rate = best / self.lengths[:, None]
+        fired = (best > 0).astype(np.float64)
+        if self.single:
+            self.sum[self.classes, c0:c1] = rate
+            self.cnt[self.classes, c0:c1] = fired
+        else:
+            self.sum[self.classes, c0:c1] = np.add.reduceat(rate, self.starts, axis=0)
+            self.cnt[self.classes, c0:c1] = np.add.reduceat(fired, self.starts, axis=0)
+
+
+def _numpy_unit_stats(x, traj_of_row, n_traj, r_pos, r_neg, rates: _ClassRates, out, *, threads, chunk_bytes,
+                      sample_rows, seed, block_cols, pool):
+    """Column blocks in a thread pool (numpy releases the GIL in every heavy step)."""
+    n, d = x.shape
+    width = int(block_cols or max(64, -(-d // (2 * threads))))
+    plan = make_plan(traj_of_row, n_traj, rows_per_chunk(min(width, d), x.dtype.itemsize, chunk_bytes))
+    traj_pos = np.empty(n_traj, np.int64)
+    traj_pos[plan.traj_ids] = np.arange(n_traj)
+    sample_idx = sample_rows_for(n, sample_rows, seed)
+
+    def block(c0):
+        c1 = min(d, c0 + width)
+        st = block_stats(x, slice(c0, c1), plan, [r_pos, r_neg], [ABOVE, BELOW], sample_idx)
+        out["thresholds"][:, c0:c1] = st.values
+        out["less"][c0:c1] = st.less[0]
+        rates.add(c0, c1, st.counts[0], st.counts[1], traj_pos)
+        return int(st.num_fallback.sum()) if sample_idx is not None else 0
+
+    starts = range(0, d, width)
+    return sum(pool.map(block, starts) if pool is not None else map(block, starts))
 
 
 def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFAULT_TOPK, *,
                 min_trajectory_length: int = MIN_TRAJECTORY_LENGTH,
                 max_firing_percentile: float = MAX_FIRING_PERCENTILE,
                 chunk_bytes: int = CHUNK_BYTES, sample_rows: int = SAMPLE_ROWS, seed: int = 0,
-                keep_unit_stats: bool = False) -> RISResult:
+                keep_unit_stats: bool = False, threads: Optional[int] = None, device=None,
+                block_cols: Optional[int] = None) -> RISResult:
     """Top-K RIS (percent) of ``features`` [N, D] (array, memmap or tensor) for images grouped
     into ``trajectories`` (one id per image) with ``classes`` (one label per image; default:
-    class = trajectory, as for ALOI). Memory: the features (or a memmap of them) plus one
-    chunk of ``chunk_bytes`` and a thin band of values for the thresholds."""
-    x = _as_matrix(features)
+    class = trajectory, as for ALOI).
+
+    numpy route (default): column blocks on ``threads`` cores (default: all this process may
+    use); memory: the features (or a memmap of them) plus, per block in flight, a sample of
+    ``sample_rows`` rows, a band of ~2 % of its values and uint8 per-trajectory counts.
+    ``device`` ("cuda", "cuda:1", "cpu", a torch.device; default: that of a CUDA tensor given
+    as features): the torch route, exact selection with ``torch.kthvalue`` on the device.
+    Both give the same scores as the plain loop of the rules, bit for bit."""
+    if device is None and _is_tensor(features) and features.is_cuda:
+        device = features.device
+    x = _as_matrix(features, keep_tensor=device is not None)
     n, d = x.shape
     if n == 0:
         raise RISInputError("no images: the feature matrix is empty")
@@ -156,7 +225,6 @@ def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFA
     for k in topk:
         if not 1 <= k <= d:
             raise RISInputError(f"Top-K needs 1 <= K <= number of units ({d}), got K={k}")
-    _check_finite(x, chunk_bytes)
     traj = _labels(trajectories, n, "trajectories")
     cls = traj if classes is None else _labels(classes, n, "classes")
 
@@ -184,14 +252,26 @@ def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFA
 
     percentile = min((1.0 - 1.0 / n_classes) * 100, max_firing_percentile)
     index = int((n * percentile) // 100)
-    stats = column_order_stats(x, [index, n - 1 - index], sample_rows=sample_rows, chunk_bytes=chunk_bytes, seed=seed)
-    pos_thr, neg_thr = stats["values"][0], stats["values"][1]
-    global_firing = (n - stats["less"][0]).astype(np.float64) / n  # mean(x >= t+)
+    r_pos, r_neg = index, n - 1 - index  # ascending ranks of t+ and t- (same index, descending)
+    rates = _ClassRates(lengths, used, traj_class, n_classes, d)
+    threads = int(threads or default_threads())
+    if device is not None:
+        from vissl_ext.invariance.ris_torch import torch_unit_stats
 
-    traj_rows = np.argsort(traj_of_row, kind="stable")  # images grouped by trajectory, in order
-    class_sum, class_cnt = _local_firing(x, pos_thr, neg_thr, traj_rows, lengths, used, traj_class,
-                                         n_classes, chunk_bytes)
-    local = class_sum / (class_cnt + 1e-20)  # the reference's guard for units never firing
+        out = torch_unit_stats(x, traj_of_row, len(lengths), r_pos, r_neg, rates, device=device,
+                               block_cols=block_cols)
+        n_fallback = 0
+    else:
+        out = {"thresholds": np.empty((2, d), x.dtype), "less": np.empty(d, np.int64)}
+        with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+            _check_finite(x, chunk_bytes * 8, pool)
+            n_fallback = _numpy_unit_stats(x, traj_of_row, len(lengths), r_pos, r_neg, rates, out, threads=threads,
+                                           chunk_bytes=chunk_bytes, sample_rows=sample_rows, seed=seed,
+                                           block_cols=block_cols, pool=pool)
+    thresholds = out["thresholds"] + out["thresholds"].dtype.type(0)  # -0.0 -> 0.0 (equal in every comparison)
+    global_firing = (n - out["less"]).astype(np.float64) / n  # mean(x >= t+)
+
+    local = rates.sum / (rates.cnt + 1e-20)  # the reference's guard for units never firing
     score = local / global_firing[None, :]
     ranked = -np.sort(-score, axis=1)
     cummean = np.cumsum(ranked, axis=1) / np.arange(1, d + 1)
@@ -210,7 +290,7 @@ def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFA
         num_images=n, num_units=d, num_classes=n_classes, num_trajectories=len(lengths),
         num_trajectories_used=int(used.sum()), num_short_trajectories=n_short,
         classes_without_trajectories=empty, num_mixed_class_trajectories=int(mixed.sum()),
-        num_exact_fallback_units=int(stats["num_fallback_columns"].sum()),
+        num_exact_fallback_units=int(n_fallback),
         global_firing=global_firing if keep_unit_stats else None,
-        thresholds=np.stack([pos_thr, neg_thr]) if keep_unit_stats else None,
+        thresholds=thresholds if keep_unit_stats else None,
     )
