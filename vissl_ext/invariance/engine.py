@@ -11,13 +11,16 @@ own shard writer), so the scores can be produced on any machine. Rank 0 then mer
 with VISSL's ExtractedFeaturesLoader, computes RIS and writes JSON, table and chart.
 Re-running with the same CHECKPOINT.DIR reuses extracted features (marker file).
 """
+import json
 import logging
 import os
+import time
 from typing import Any, Callable, List
 
 import torch
 
 from vissl_ext.config import ConfigError, register_config_validator, with_defaults
+from vissl_ext.invariance.ris import default_threads
 
 RIS_DEFAULTS = {
     "MODEL_NAME": "",  # row label in the table (default: the PARAMS_FILE name, or "random_init")
@@ -25,6 +28,7 @@ RIS_DEFAULTS = {
     "OUTPUT_DIR": "",  # default: CHECKPOINT.DIR
     "LAYER": "",  # extracted layer to score (default: the only one, e.g. res5avg)
     "CHART": True,
+    "CAP_CPU_WORKERS": True,  # on CPU: loader workers <= cores left beside the forward, torch threads = core share
 }
 ENGINE_NAME = "ris"
 _MARKER = "EXTRACTED"
@@ -42,6 +46,8 @@ def _validate_ris(config):
     ks = list(r["TOPK"])
     if not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
         raise ConfigError(f"config.RIS.TOPK must be a list of integers >= 1, got {ks!r}")
+    if not isinstance(r["CAP_CPU_WORKERS"], bool):
+        raise ConfigError(f"config.RIS.CAP_CPU_WORKERS must be true or false, got {r['CAP_CPU_WORKERS']!r}")
     sources = list(config["DATA"]["TEST"].get("DATA_SOURCES", []) or [])
     paths = list(config["DATA"]["TEST"].get("DATA_PATHS", []) or [])
     if sources != ["ris_manifest"]:
@@ -55,9 +61,11 @@ def _validate_ris(config):
                           "tools/build_ris_trajectories.py")
 
 
-def extract_cpu(trainer, output_folder: str):
+def extract_cpu(trainer, output_folder: str) -> dict:
     """SelfSupervisionTrainer.extract without its GPU assertion: tensors stay on the task's
-    device. Feature files are written by the host's own _save_extracted_features."""
+    device. Feature files are written by the host's own _save_extracted_features. Returns
+    timings: total seconds (setup included), seconds in the model's forward, images."""
+    start = time.perf_counter()
     task = trainer.task
     task.prepare_extraction(pin_memory=False)
     trainer._add_dummy_layer()
@@ -67,22 +75,52 @@ def extract_cpu(trainer, output_folder: str):
     feat_names = get_trunk_output_feature_names(trainer.cfg.MODEL) or ["heads"]
     rank = torch.distributed.get_rank()
     threshold = trainer.cfg.EXTRACT_FEATURES.CHUNK_THRESHOLD
+    forward, images, waiting = 0.0, 0, 0.0
+    setup = time.perf_counter() - start
+
+    def _batches(loader):
+        """The loader's batches, timing the wait. Loading in this process (no workers) runs on one
+        torch thread: its many small tensor ops on a multi-threaded pool cost ~10x more (workers
+        get one thread from torch already); the forward keeps all threads."""
+        nonlocal waiting
+        threads = torch.get_num_threads()
+        in_process = getattr(loader, "num_workers", 0) == 0
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            if in_process:
+                torch.set_num_threads(1)
+            try:
+                sample = next(it)
+            except StopIteration:
+                return
+            finally:
+                torch.set_num_threads(threads)
+                waiting += time.perf_counter() - t0
+            yield sample
+
     for split in task.available_splits:
         task.model.eval()
         feats = {n: {} for n in feat_names}
         targets = {n: {} for n in feat_names}
         chunk, buffered = 0, 0
-        for sample in task.dataloaders[split.lower()]:
+        for sample in _batches(task.dataloaders[split.lower()]):
             inds = torch.cat(sample["data_idx"]).numpy()
             labels = torch.cat(sample["label"]).numpy()
+            data = sample["data"]
+            batch = (data[0] if len(data) == 1 else torch.cat(data)).to(task.device)  # no copy for one tensor
+            t0 = time.perf_counter()
             with torch.no_grad():
-                out = trainer._flatten_features_list(task.model(torch.cat(sample["data"]).to(task.device)))
+                out = task.model(batch)
+            forward += time.perf_counter() - t0
+            out = trainer._flatten_features_list(out)
             for num, name in enumerate(feat_names):
                 f = out[num].cpu().numpy()
                 for j, idx in enumerate(inds):
                     feats[name][idx] = f[j]
                     targets[name][idx] = labels[j].reshape(-1)
             buffered += len(inds)
+            images += len(inds)
             if buffered >= threshold >= 0:
                 trainer._save_extracted_features(feats, targets, rank, chunk, split, output_folder)
                 for n in feat_names:
@@ -91,6 +129,29 @@ def extract_cpu(trainer, output_folder: str):
                 chunk, buffered = chunk + 1, 0
         trainer._save_extracted_features(feats, targets, rank, chunk, split, output_folder)
     trainer._cleanup_task()
+    total = time.perf_counter() - start
+    logging.info(f"RIS extraction (rank {rank}): {images} images in {total:.1f} s, model forward {forward:.1f} s "
+                 f"({100 * forward / max(total, 1e-9):.0f} %), setup {setup:.1f} s, waiting for data {waiting:.1f} s")
+    return {"images": images, "seconds_total": total, "seconds_forward": forward, "seconds_setup": setup,
+            "seconds_waiting_for_data": waiting}
+
+
+def cpu_resources(cfg):
+    """On CPU, give each process its share of the cores this job may use (torch threads), and
+    loader workers only where cores are plenty: decoding + resizing an image costs ~3 ms on one
+    thread, a ResNet-50 forward ~100+ ms per core, so with few cores the loading in the process
+    costs a few percent, while workers compete with the forward for the same cores and each pays
+    its start-up (imports, dataset unpickling)."""
+    cores = default_threads()
+    procs = max(1, int(cfg.DISTRIBUTED.NUM_PROC_PER_NODE))
+    share = max(1, cores // procs)
+    torch.set_num_threads(share)
+    workers = int(cfg.DATA.NUM_DATALOADER_WORKERS)
+    cap = 0 if share <= 4 else max(1, share // 8)
+    if workers > cap:
+        logging.info(f"RIS on CPU: {cores} cores for {procs} process(es): {share} torch threads each, "
+                     f"loader workers {workers} -> {cap}")
+        cfg.DATA.NUM_DATALOADER_WORKERS = cap
 
 
 def check_params_file(cfg):
@@ -158,18 +219,21 @@ def ris_main(cfg, dist_run_id: str, checkpoint_folder: str, local_rank: int = 0,
     feature_dir = os.path.join(out_dir, "features")
     os.makedirs(feature_dir, exist_ok=True)
     check_params_file(cfg)
+    if ris_cfg(cfg)["CAP_CPU_WORKERS"] and (cfg.MACHINE.DEVICE != "gpu" or not torch.cuda.is_available()):
+        cpu_resources(cfg)
     trainer = SelfSupervisionTrainer(cfg, dist_run_id)
     if os.path.exists(os.path.join(feature_dir, _MARKER)):
         logging.info(f"{feature_dir}: features already extracted, scoring them (delete {_MARKER} to redo)")
     else:
+        timing = {}
         if trainer.task.device.type == "cuda":
             trainer.extract(output_folder=feature_dir)  # the host's flow, unchanged
         else:
-            extract_cpu(trainer, feature_dir)
+            timing = extract_cpu(trainer, feature_dir)
         torch.distributed.barrier()
-        if rank == 0:
+        if rank == 0:  # the marker: features of every rank written (+ rank 0's timings)
             with open(os.path.join(feature_dir, _MARKER), "w") as f:
-                f.write("features of every rank written\n")
+                json.dump({"complete": True, "rank0": timing}, f)
     torch.distributed.barrier()
     if rank == 0:
         score_extracted(cfg, feature_dir, out_dir)

@@ -19,6 +19,7 @@ floats column-wise is slow on row-major data (every column is a strided gather);
 Memory per column block: one row chunk, the sample, the band and the per-trajectory counts
 (uint8 for trajectories up to 255 images). Works on ``np.memmap`` (features larger than RAM).
 """
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -31,7 +32,7 @@ CHUNK_BYTES = 512 << 10  # row chunk of one column block: stays in the L2 cache
 ABOVE, BELOW = "above", "below"
 # bracket half-width in standard deviations of the sample rank: a miss (p ~ 6e-5 per unit) costs
 # only an exact column; a wider bracket costs band values in every column
-SIGMAS = 4.0  # per-trajectory count of x > value, or of x < value
+SIGMAS = 4.0
 
 
 def _f32_key(v: np.ndarray) -> np.ndarray:
@@ -134,6 +135,18 @@ def _pass(x, cols, plan: TrajectoryPlan, kinds, lo, hi):
     return counts, other, out
 
 
+def _f32_band_keys(col: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """uint64 keys (column << 32 | value key) that sort by column, then by float32 value."""
+    bits = (val + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
+    sign = (bits.view(np.int32) >> np.int32(31)).view(np.uint32)  # all ones for negatives
+    keys = np.empty(len(val), np.uint64)
+    halves = keys.view(np.uint32).reshape(-1, 2)
+    lo_word, hi_word = (0, 1) if sys.byteorder == "little" else (1, 0)
+    np.bitwise_xor(bits, sign | np.uint32(0x80000000), out=halves[:, lo_word])
+    halves[:, hi_word] = col
+    return keys
+
+
 def _resolve(plan, kind, rank, lo, hi, counts, other, band, dtype):
     """Value at ``rank`` per column from the pass; corrects ``counts`` in place for the band.
     Returns (values, less, ok) where ok marks the columns resolved."""
@@ -160,11 +173,13 @@ def _resolve(plan, kind, rank, lo, hi, counts, other, band, dtype):
         if not inside.all():
             keep = inside[col]
             row, col, val = row[keep], col[keep], val[keep]
+            in_band = np.bincount(col, minlength=width)
         start = np.zeros(width + 1, np.int64)
-        np.cumsum(np.bincount(col, minlength=width), out=start[1:])
+        np.cumsum(in_band, out=start[1:])
         pick_at = start[good] + (rank - le_lo[good])
-        if val.dtype.itemsize <= 4:  # one uint64 sort of (column, value) keys: fast
-            keys = np.sort((col.astype(np.uint64) << np.uint64(32)) | _f32_key(val))
+        if val.dtype == np.float32:  # one uint64 sort of (column, value) keys: fast
+            keys = _f32_band_keys(col, val)
+            keys.sort()
             pick = keys[pick_at]
             values[good] = _f32_from_key(pick & np.uint64(0xFFFFFFFF))
             below = np.searchsorted(keys, pick, side="left") - start[good]
@@ -174,10 +189,13 @@ def _resolve(plan, kind, rank, lo, hi, counts, other, band, dtype):
             below = np.bincount(col, weights=(val < values[col]), minlength=width)[good].astype(np.int64)
         less[good] = le_lo[good] + below  # all entries <= lo, and band entries below the answer
         # band values counted on the wrong side of the answer, per trajectory
-        wrong = val <= values[col] if kind == ABOVE else val >= values[col]
-        flat = plan.row_traj[row[wrong]].astype(np.int64) * width + col[wrong]
+        wrong = np.nonzero(val <= values[col] if kind == ABOVE else val >= values[col])[0]
+        flat = plan.row_traj[row[wrong]].astype(np.int64)
+        flat *= width
+        flat += col[wrong]
         if counts.size <= 4 * len(flat) + (1 << 22):
-            counts -= np.bincount(flat, minlength=counts.size).reshape(counts.shape).astype(counts.dtype)
+            fix = np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+            np.subtract(counts, fix, out=counts, casting="unsafe")
         else:
             np.subtract.at(counts.reshape(-1), flat, counts.dtype.type(1))
     return values, less, inside | tie

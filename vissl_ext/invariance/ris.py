@@ -158,7 +158,8 @@ class _ClassRates:
         cls = traj_class[ids]
         self.starts = np.nonzero(np.r_[True, cls[1:] != cls[:-1]])[0]
         self.classes = cls[self.starts]
-        self.single = len(self.starts) == len(ids)  # one trajectory per class (e.g. ALOI)
+        self.per_class = np.diff(np.r_[self.starts, len(ids)])
+        self.most = int(self.per_class.max()) if len(ids) else 0
         self.sum = np.zeros((n_classes, d), np.float64)
         self.cnt = np.zeros((n_classes, d), np.float64)
 
@@ -169,12 +170,13 @@ class _ClassRates:
         best = np.maximum(above[rows], below[rows])
         rate = best / self.lengths[:, None]
         fired = (best > 0).astype(np.float64)
-        if self.single:
-            self.sum[self.classes, c0:c1] = rate
-            self.cnt[self.classes, c0:c1] = fired
-        else:
-            self.sum[self.classes, c0:c1] = np.add.reduceat(rate, self.starts, axis=0)
-            self.cnt[self.classes, c0:c1] = np.add.reduceat(fired, self.starts, axis=0)
+        # the j-th trajectory of every class at once: sequential within a class (np.add.reduceat
+        # sums in another order, so the last bits would differ from the loop's)
+        for j in range(self.most):
+            has = self.per_class > j
+            at = self.starts[has] + j
+            self.sum[self.classes[has], c0:c1] += rate[at]
+            self.cnt[self.classes[has], c0:c1] += fired[at]
 
 
 def _numpy_unit_stats(x, traj_of_row, n_traj, r_pos, r_neg, rates: _ClassRates, out, *, threads, chunk_bytes,

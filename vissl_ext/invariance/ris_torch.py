@@ -25,10 +25,7 @@ def _block_width(n: int, d: int, device: torch.device, block_cols) -> int:
 def _to_device(x, c0: int, c1: int, device: torch.device) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x[:, c0:c1].to(device)
-    block = torch.from_numpy(np.ascontiguousarray(x[:, c0:c1]))
-    if device.type == "cuda":
-        block = block.pin_memory()
-    return block.to(device, non_blocking=True)
+    return torch.from_numpy(np.ascontiguousarray(x[:, c0:c1])).to(device)
 
 
 def torch_unit_stats(x, traj_of_row, n_traj: int, r_pos: int, r_neg: int, rates, *, device, block_cols=None) -> dict:
