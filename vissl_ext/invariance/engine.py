@@ -189,7 +189,9 @@ def score_extracted(cfg, feature_dir: str, out_dir: str) -> dict:
     r = ris_cfg(cfg)
     manifest = load_ris_manifest(cfg.DATA.TEST.DATA_PATHS[0])
     feats = load_features(feature_dir, num_images=len(manifest.entries), layer=r["LAYER"] or None)
-    result = compute_ris(feats, manifest.trajectories, manifest.classes, topk=list(r["TOPK"]))
+    on_gpu = cfg.MACHINE.DEVICE == "gpu" and torch.cuda.is_available()  # exact selection on the device
+    result = compute_ris(feats, manifest.trajectories, manifest.classes, topk=list(r["TOPK"]),
+                         device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else None)
     record = result_record(result, model_name(cfg, r), manifest.set, manifest.invariance,
                            manifest=manifest.path, features=os.path.abspath(feature_dir),
                            params_file=cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE)
