@@ -1,21 +1,8 @@
-"""Our config values, their defaults, and validation at config time (in the launcher, before any
-worker starts) so that a wrong value fails with a message naming the key."""
+"""Config helpers shared by every component: sections merged over their defaults, parameter
+dataclasses from dicts, and validation at config time (in the launcher, before any worker
+starts) so that a wrong value fails with a message naming the key. Components register their
+own validators (e.g. vissl_ext/data/video_config.py for config.DATA.<split>.VIDEO)."""
 from typing import Any, Dict
-
-# config.DATA.<SPLIT>.VIDEO: how the video data sources read and pair frames
-VIDEO_DEFAULTS: Dict[str, Any] = {
-    "FRAMES_PER_VIDEO": 3,  # baseline: N uniformly spaced frames per video (paper: 3)
-    "PAIR_GAP": 1,  # k: pairs (z_i, z_{i+k}) with i mod k == 0
-    "PAIR_GAP_MAX": 0,  # > PAIR_GAP: k drawn per sample from [PAIR_GAP, PAIR_GAP_MAX]
-    "DECODER": "pyav",  # pyav | opencv (videos read directly, no extraction)
-    "SHORT_SIDE": 0,  # resize frames so the short side is this (0: as stored)
-    "MAX_RETRIES": 10,  # unreadable sample: try this many other samples before failing
-    "MAX_REGION_PAIRS": 8,  # video_region_pairs: at most this many region pairs per frame pair
-    # frame folders decoded by OpenCV into uint8 arrays instead of PIL images (set by
-    # AUGMENT_BACKEND fast/device when every transform takes arrays: about 2x faster decoding)
-    "FRAME_ARRAYS": False,
-}
-
 
 class ConfigError(ValueError):
     pass
@@ -43,29 +30,6 @@ def dataclass_from_dict(cls, d: dict, what: str):
     return cls(**d).validate()
 
 
-def video_cfg(cfg, split: str) -> Dict[str, Any]:
-    """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
-    return with_defaults(cfg["DATA"][split].get("VIDEO", {}), VIDEO_DEFAULTS, f"config.DATA.{split}.VIDEO")
-
-
-def validate_video_cfg(v: Dict[str, Any], where: str):
-    def need(cond, msg):
-        if not cond:
-            raise ConfigError(f"{where}.{msg}")
-
-    need(isinstance(v["FRAMES_PER_VIDEO"], int) and v["FRAMES_PER_VIDEO"] >= 1,
-         f"FRAMES_PER_VIDEO must be an integer >= 1, got {v['FRAMES_PER_VIDEO']!r}")
-    need(isinstance(v["PAIR_GAP"], int) and v["PAIR_GAP"] >= 1, f"PAIR_GAP (k) must be an integer >= 1, got {v['PAIR_GAP']!r}")
-    need(isinstance(v["PAIR_GAP_MAX"], int) and (v["PAIR_GAP_MAX"] == 0 or v["PAIR_GAP_MAX"] >= v["PAIR_GAP"]),
-         f"PAIR_GAP_MAX must be 0 (fixed k) or >= PAIR_GAP={v['PAIR_GAP']}, got {v['PAIR_GAP_MAX']!r}")
-    need(v["DECODER"] in ("pyav", "opencv"), f"DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
-    need(isinstance(v["SHORT_SIDE"], int) and v["SHORT_SIDE"] >= 0, f"SHORT_SIDE must be an integer >= 0, got {v['SHORT_SIDE']!r}")
-    need(isinstance(v["MAX_RETRIES"], int) and v["MAX_RETRIES"] >= 0, f"MAX_RETRIES must be >= 0, got {v['MAX_RETRIES']!r}")
-    need(isinstance(v["FRAME_ARRAYS"], bool), f"FRAME_ARRAYS must be true or false, got {v['FRAME_ARRAYS']!r}")
-    need(isinstance(v["MAX_REGION_PAIRS"], int) and v["MAX_REGION_PAIRS"] >= 1,
-         f"MAX_REGION_PAIRS must be an integer >= 1, got {v['MAX_REGION_PAIRS']!r}")
-
-
 # config validators of other components register here: fn(config) raising ConfigError
 _VALIDATORS = []
 
@@ -74,18 +38,6 @@ def register_config_validator(fn):
     if fn not in _VALIDATORS:
         _VALIDATORS.append(fn)
     return fn
-
-
-@register_config_validator
-def _validate_video_splits(config):
-    from vissl_ext.data.video_sources import VIDEO_SOURCE_NAMES
-
-    for split in ("TRAIN", "TEST"):
-        if split not in config["DATA"]:
-            continue
-        sources = list(config["DATA"][split].get("DATA_SOURCES", []) or [])
-        if "VIDEO" in config["DATA"][split] or any(s in VIDEO_SOURCE_NAMES for s in sources):
-            validate_video_cfg(video_cfg(config, split), f"config.DATA.{split}.VIDEO")
 
 
 def validate_config(config):

@@ -3,7 +3,7 @@ temporal frame pairs (Frame Temporal Invariance).
 
 ``DATA_PATHS`` entries are a manifest (``manifest.json`` from tools/extract_frames.py), a folder
 holding one, or a folder of videos / frame folders (indexed at start-up). Settings come from
-``config.DATA.<split>.VIDEO`` (see vissl_ext.config.VIDEO_DEFAULTS).
+``config.DATA.<split>.VIDEO`` (defaults and checks: vissl_ext/data/video_config.py).
 
 A sample that cannot be read (corrupt frame, truncated video) is logged with its file, counted,
 and replaced by another sample; training goes on. Videos with no usable sample (shorter than
@@ -14,14 +14,12 @@ import os
 import random
 from typing import List, Tuple
 
-from vissl_ext.config import validate_video_cfg, video_cfg
 from vissl_ext.data.extraction import entries_for_directory
 from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
+from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import register_data_source
-
-VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs")
 
 
 def load_videos(path: str, decoder: str) -> List[VideoEntry]:
