@@ -7,7 +7,7 @@ import pytest
 from vissl_ext_testing import compose
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.region_pairs import VideoRegionPairsSource
-from vissl_ext.tracking.tracks_io import save_video_tracks, write_tracks_index
+from vissl_ext.data.tracks_io import save_video_tracks, write_tracks_index
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import numpy as np
 from vissl_ext.data.box_transforms import RegionPair, image_size
 from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.sampling import pair_anchors
+from vissl_ext.data.tracks_io import TracksError, load_tracks_index, load_video_tracks
 from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
 
@@ -35,8 +36,6 @@ class VideoRegionPairsSource(VideoFramePairsSource):
     transforms of vissl_ext.data.box_transforms, and collate with region_moco_collator."""
 
     def _load_videos(self, path: str) -> List[VideoEntry]:
-        from vissl_ext.tracking.tracks_io import TracksError, load_tracks_index, load_video_tracks
-
         manifest, files, doc = load_tracks_index(path)
         videos = load_manifest(manifest)
         self.tracks_kind = doc.get("kind")

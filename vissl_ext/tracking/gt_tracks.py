@@ -24,8 +24,8 @@ from PIL import Image
 
 from vissl_ext.data.extraction import frame_folder_entry
 from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.data.tracks_io import Track, save_video_tracks, write_tracks_index
 from vissl_ext.data.video_io import VideoDecodeError
-from vissl_ext.tracking.tracks_io import Track
 
 LAYOUTS = ("got10k", "trackingnet")
 
@@ -210,7 +210,6 @@ def build_gt_tracks(root: str, layout: str, out: str, min_cover: int = 1, min_si
     from tqdm import tqdm
 
     from vissl_ext.data.manifest import save_manifest
-    from vissl_ext.tracking.tracks_io import save_video_tracks, write_tracks_index
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

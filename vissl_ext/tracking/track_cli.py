@@ -1,5 +1,5 @@
 """Region Tracker: chain selective-search regions through each video by nearest ROI-pooled res4
-features of a VISSL trunk, and write tracks (vissl_ext/tracking/tracks_io.py format).
+features of a VISSL trunk, and write tracks (vissl_ext/data/tracks_io.py format).
 
     python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint model_final_checkpoint_phase199.torch
     python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint ck.torch --device cuda \\
@@ -24,15 +24,11 @@ from tqdm import tqdm
 
 from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
+from vissl_ext.data.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import load_proposals, proposals_path
 from vissl_ext.tracking.tracker import TrackerParams, track_video
-from vissl_ext.tracking.tracks_io import (
-    finished_video_ids,
-    save_video_tracks,
-    write_tracks_index,
-)
 from vissl_ext.tracking.trunk import load_tracker_trunk
 from vissl_ext.utils_io import write_json_atomic
 

@@ -15,12 +15,12 @@ import torch
 
 from vissl_ext.config import dataclass_from_dict
 from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.data.tracks_io import Track
 from vissl_ext.tracking.chaining import chain
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.frames import iter_frames
 from vissl_ext.tracking.matching import NO_MATCH, match_padded, pad_features
 from vissl_ext.tracking.proposals import VideoProposals
-from vissl_ext.tracking.tracks_io import Track
 
 
 @dataclass

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from vissl_ext.cli_common import parser, run_main
 from vissl_ext.data.manifest import load_manifest
-from vissl_ext.tracking.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import visualize_video
 
 

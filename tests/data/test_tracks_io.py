@@ -4,7 +4,7 @@ import os
 import pytest
 
 from vissl_ext.data.manifest import VideoEntry
-from vissl_ext.tracking.tracks_io import (
+from vissl_ext.data.tracks_io import (
     Track,
     TracksError,
     load_tracks_index,
