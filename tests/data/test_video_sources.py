@@ -10,7 +10,7 @@ from PIL import Image
 
 from vissl_ext_testing import compose, extract, garbage_in_middle, shared_path
 from vissl_ext.config import ConfigError
-from vissl_ext.data.manifest import ManifestError, load_manifest
+from vissl_ext.data.manifest import VideoManifestError, load_manifest
 from vissl_ext.data.video_io import read_image
 from vissl_ext.data.video_sources import VideoFramePairsSource, VideoFramesSource
 
@@ -130,7 +130,7 @@ def test_manifest_with_missing_files_names_them(video_frames_dir, tmp_path):
     victims = sorted((copy / "frames" / "bag").glob("*.jpg"))[:7]
     for f in victims:
         f.unlink()
-    with pytest.raises(ManifestError) as e:
+    with pytest.raises(VideoManifestError) as e:
         load_manifest(str(copy / "manifest.json"))
     msg = str(e.value)
     assert str(victims[0]) in msg and str(victims[4]) in msg and str(victims[6]) not in msg

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from vissl_ext.invariance import builders
-from vissl_ext.invariance.manifest import ManifestError, RISEntry, RISManifest, load_ris_manifest
+from vissl_ext.invariance.manifest import RISManifestError, RISEntry, RISManifest, load_ris_manifest
 
 
 def _img(path, size=(32, 24), color=(120, 30, 200)):
@@ -38,12 +38,12 @@ def test_aloi_each_object_is_a_trajectory_and_a_class(tmp_path, kind):
 
 def test_aloi_wrong_or_mixed_collection_is_an_error(tmp_path):
     root = _aloi(str(tmp_path), "viewpoint")
-    with pytest.raises(ManifestError, match="viewpoint collection, not illumination_color"):
+    with pytest.raises(RISManifestError, match="viewpoint collection, not illumination_color"):
         builders.build_aloi(root, "illumination_color")
     _img(os.path.join(root, "2", "2_i110.png"))
-    with pytest.raises(ManifestError, match="mixes ALOI collections"):
+    with pytest.raises(RISManifestError, match="mixes ALOI collections"):
         builders.build_aloi(root)
-    with pytest.raises(ManifestError, match="no numbered ALOI object folders"):
+    with pytest.raises(RISManifestError, match="no numbered ALOI object folders"):
         builders.build_aloi(str(tmp_path / "png4" / "1"))
 
 
@@ -201,7 +201,7 @@ def test_pascal3d_missing_annotation_is_counted(tmp_path):
     os.remove(os.path.join(root, "Annotations", "car_imagenet", "n3.mat"))
     m = builders.build_pascal3d(root, "instance")
     assert len(m.entries) == 6 and m.skipped == {"no annotation .mat": 1}
-    with pytest.raises(ManifestError, match="Image_sets"):
+    with pytest.raises(RISManifestError, match="Image_sets"):
         builders.build_pascal3d(str(tmp_path / "Images"), "instance")
 
 
@@ -221,7 +221,7 @@ def test_folders_both_layouts(tmp_path):
     assert sorted(set(n.trajectories)) == ["cat/v1", "dog/v1", "dog/v2"]
     assert [e.cls for e in n.entries if e.trajectory == "dog/v2"] == ["dog"] * 3
     _img(str(tmp_path / "nested" / "cat" / "stray.jpg"))
-    with pytest.raises(ManifestError, match="both images and folders"):
+    with pytest.raises(RISManifestError, match="both images and folders"):
         builders.build_folders(str(tmp_path / "nested"))
 
 
@@ -265,6 +265,6 @@ def test_manifest_errors_name_the_file_and_entry(tmp_path, edit, msg):
     edit(d)
     p = tmp_path / "m.json"
     p.write_text(json.dumps(d))
-    with pytest.raises(ManifestError, match=msg) as e:
+    with pytest.raises(RISManifestError, match=msg) as e:
         load_ris_manifest(str(p))
     assert str(p) in str(e.value)

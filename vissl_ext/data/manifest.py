@@ -26,7 +26,7 @@ MANIFEST_FORMAT = "vissl_ext.video_manifest"
 MANIFEST_VERSION = 1
 
 
-class ManifestError(ValueError):
+class VideoManifestError(ValueError):
     """A manifest that cannot be used; the message names the file and the fix."""
 
 
@@ -79,33 +79,33 @@ def save_manifest(path: str, videos: List[VideoEntry], extra: Optional[dict] = N
 
 
 def load_manifest(path: str, check_files: bool = True) -> List[VideoEntry]:
-    """Read and validate a manifest. Missing frame files or videos raise ManifestError naming
+    """Read and validate a manifest. Missing frame files or videos raise VideoManifestError naming
     the first few, so a moved dataset fails at start-up rather than in a data-loader worker."""
     if not os.path.isfile(path):
-        raise ManifestError(f"manifest {path} does not exist: write one with tools/extract_frames.py")
+        raise VideoManifestError(f"manifest {path} does not exist: write one with tools/extract_frames.py")
     try:
         with open(path) as f:
             doc = json.load(f)
     except json.JSONDecodeError as e:
-        raise ManifestError(f"manifest {path} is not valid JSON ({e}); rewrite it with tools/extract_frames.py --merge") from e
+        raise VideoManifestError(f"manifest {path} is not valid JSON ({e}); rewrite it with tools/extract_frames.py --merge") from e
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-        raise ManifestError(f"{path} is not a vissl_ext video manifest (format != '{MANIFEST_FORMAT}')")
+        raise VideoManifestError(f"{path} is not a vissl_ext video manifest (format != '{MANIFEST_FORMAT}')")
     if doc.get("version") != MANIFEST_VERSION:
-        raise ManifestError(f"{path}: manifest version {doc.get('version')} is not supported (expected {MANIFEST_VERSION})")
+        raise VideoManifestError(f"{path}: manifest version {doc.get('version')} is not supported (expected {MANIFEST_VERSION})")
     root = os.path.dirname(os.path.abspath(path))
     known = set(VideoEntry.__dataclass_fields__)
     videos = []
     for i, d in enumerate(doc.get("videos", [])):
         unknown = set(d) - known
         if unknown or "id" not in d or "frame_indices" not in d:
-            raise ManifestError(f"{path}: video #{i} is malformed (unknown keys {sorted(unknown)}, needs 'id' and 'frame_indices')")
+            raise VideoManifestError(f"{path}: video #{i} is malformed (unknown keys {sorted(unknown)}, needs 'id' and 'frame_indices')")
         v = VideoEntry(**d)
         if v.frames_dir is not None:
             v.frames_dir = os.path.normpath(os.path.join(root, v.frames_dir))
             if v.frames is None or len(v.frames) != len(v.frame_indices):
-                raise ManifestError(f"{path}: video '{v.id}' lists {len(v.frames or [])} frames for {len(v.frame_indices)} indices")
+                raise VideoManifestError(f"{path}: video '{v.id}' lists {len(v.frames or [])} frames for {len(v.frame_indices)} indices")
         elif v.source is None or v.pts is None and v.frame_indices:
-            raise ManifestError(f"{path}: video '{v.id}' has neither frames_dir nor a source with a seek table")
+            raise VideoManifestError(f"{path}: video '{v.id}' has neither frames_dir nor a source with a seek table")
         videos.append(v)
     if check_files:
         missing = []
@@ -122,7 +122,7 @@ def load_manifest(path: str, check_files: bool = True) -> List[VideoEntry]:
             if len(missing) >= 5:
                 break
         if missing:
-            raise ManifestError(
+            raise VideoManifestError(
                 f"manifest {path} points at missing files, e.g. {missing[:5]}: the data moved or extraction "
                 f"was interrupted; rerun tools/extract_frames.py (it resumes) or fix the paths"
             )

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vissl_ext.invariance.images import IMAGE_EXTENSIONS, verify_image
-from vissl_ext.invariance.manifest import ManifestError, RISEntry, RISManifest
+from vissl_ext.invariance.manifest import RISManifestError, RISEntry, RISManifest
 from vissl_ext.invariance.sets import DEFAULT_IMAGE_SIZE, SETS
 
 
@@ -52,7 +52,7 @@ def _aloi_root(root: str) -> str:
         inner = [d for d in subs if d.startswith("png")]
         if len(inner) == 1:
             return _aloi_root(os.path.join(root, inner[0]))
-        raise ManifestError(f"{root}: no numbered ALOI object folders (1/, 2/, ...) here; pass the folder "
+        raise RISManifestError(f"{root}: no numbered ALOI object folders (1/, 2/, ...) here; pass the folder "
                             "extracted from aloi_red*_view|ill|col.tar (e.g. png4/)")
     return root
 
@@ -76,13 +76,13 @@ def build_aloi(root: str, invariance: Optional[str] = None) -> RISManifest:
             kinds[kind] += 1
             entries.append(RISEntry(image=os.path.join(root, obj, name), trajectory=obj, cls=obj))
     if not entries:
-        raise ManifestError(f"{root}: no ALOI images (<obj>/<obj>_r0.png, _l1c1.png or _i110.png)")
+        raise RISManifestError(f"{root}: no ALOI images (<obj>/<obj>_r0.png, _l1c1.png or _i110.png)")
     if len(kinds) > 1:
-        raise ManifestError(f"{root}: mixes ALOI collections {dict(kinds)}; point at one extracted tar "
+        raise RISManifestError(f"{root}: mixes ALOI collections {dict(kinds)}; point at one extracted tar "
                             "(aloi_red*_view, _ill or _col)")
     found = next(iter(kinds))
     if invariance is not None and invariance != found:
-        raise ManifestError(f"{root}: the file names are the {found} collection, not {invariance} "
+        raise RISManifestError(f"{root}: the file names are the {found} collection, not {invariance} "
                             f"(e.g. {os.path.basename(entries[0].image)})")
     _log_skips("ALOI", skipped, examples)
     name = f"aloi_{found}"
@@ -102,7 +102,7 @@ def _got_object_class(meta_path: str) -> str:
     for line in _read_lines(meta_path)[1:]:
         if "object_class" in line and ": " in line:
             return line.split(": ", 1)[1].replace(" ", "_")
-    raise ManifestError(f"{meta_path}: no 'object_class: ...' line; is this a GOT-10k sequence folder?")
+    raise RISManifestError(f"{meta_path}: no 'object_class: ...' line; is this a GOT-10k sequence folder?")
 
 
 def _got_resolution(meta_path: str):
@@ -128,7 +128,7 @@ def build_got10k(root: str, seed: int = 1992, min_cover_span: int = 4, stride: i
     else:
         vids = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "groundtruth.txt")))
     if not vids:
-        raise ManifestError(f"{root}: no GOT-10k sequences (folders with groundtruth.txt, or list.txt)")
+        raise RISManifestError(f"{root}: no GOT-10k sequences (folders with groundtruth.txt, or list.txt)")
     if max_videos and len(vids) > max_videos:
         vids = vids[::len(vids) // max_videos]
     rng = np.random.RandomState(seed)  # legacy generator: the public code's np.random.seed(1992)
@@ -150,9 +150,9 @@ def build_got10k(root: str, seed: int = 1992, min_cover_span: int = 4, stride: i
             cover = np.array(list(map(int, _read_lines(cover_path))))[::stride]
             boxes = [list(map(float, b.split(","))) for b in box_lines][::stride]
         except ValueError as e:
-            raise ManifestError(f"{vdir}: unreadable groundtruth.txt or cover.label ({e})") from None
+            raise RISManifestError(f"{vdir}: unreadable groundtruth.txt or cover.label ({e})") from None
         if len(cover) != len(boxes):
-            raise ManifestError(f"{vdir}: cover.label has {len(cover)} lines, groundtruth.txt {len(boxes)} "
+            raise RISManifestError(f"{vdir}: cover.label has {len(cover)} lines, groundtruth.txt {len(boxes)} "
                                 "(after stride); the two must describe the same frames")
         frames = [i + 1 for i in range(num)][::stride]
         levels = np.unique(cover)
@@ -162,7 +162,7 @@ def build_got10k(root: str, seed: int = 1992, min_cover_span: int = 4, stride: i
         chosen = [rng.choice(np.where(cover == c)[0]) for c in levels]  # same draws as the public code
         meta_path = os.path.join(vdir, "meta_info.ini")
         if not os.path.isfile(meta_path):
-            raise ManifestError(f"{vdir}: no meta_info.ini (holds object_class, the class of the sequence)")
+            raise RISManifestError(f"{vdir}: no meta_info.ini (holds object_class, the class of the sequence)")
         cls = _got_object_class(meta_path)
         size = _got_resolution(meta_path)
         for level, i in zip(levels, chosen):
@@ -183,7 +183,7 @@ def build_got10k(root: str, seed: int = 1992, min_cover_span: int = 4, stride: i
                                     meta={"cover": int(level), "frame": frames[i]}))
     _log_skips("GOT-10k", skipped, examples)
     if not entries:
-        raise ManifestError(f"{root}: no GOT-10k sequence qualifies (cover levels spanning >= {min_cover_span}); "
+        raise RISManifestError(f"{root}: no GOT-10k sequence qualifies (cover levels spanning >= {min_cover_span}); "
                             f"skipped: {dict(skipped)}")
     return RISManifest(entries=entries, set="got10k_occlusion", invariance="occlusion",
                        image_size=SETS["got10k_occlusion"][1], skipped=dict(skipped), source=root)
@@ -196,7 +196,7 @@ def _pascal3d_records(root: str):
     sets_dir = os.path.join(root, "Image_sets")
     lists = sorted(glob.glob(os.path.join(sets_dir, "*imagenet_train.txt")))
     if not lists:
-        raise ManifestError(f"{root}: no Image_sets/<class>_imagenet_train.txt; pass the PASCAL3D+_release1.1 folder")
+        raise RISManifestError(f"{root}: no Image_sets/<class>_imagenet_train.txt; pass the PASCAL3D+_release1.1 folder")
     classes = [os.path.basename(p).split("_")[0] for p in lists]
     out = []
     for cls in classes:
@@ -258,7 +258,7 @@ def build_pascal3d(root: str, invariance: str = "instance") -> RISManifest:
             continue
         records.append((cls, image, box, int((az % 180) // 30), int((el % 90) // 30), az, el))
     if not records:
-        raise ManifestError(f"{root}: no usable PASCAL3D+ object; skipped: {dict(skipped)}")
+        raise RISManifestError(f"{root}: no usable PASCAL3D+ object; skipped: {dict(skipped)}")
     classes = sorted(set(r[0] for r in records))  # np.unique order
     traj = [None] * len(records)
     if invariance == "instance_viewpoint":
@@ -301,7 +301,7 @@ def build_folders(root: str, invariance: str = "custom", image_size: int = DEFAU
         images = [n for n in names if _is_image(n) and os.path.isfile(os.path.join(tdir, n))]
         subdirs = [n for n in names if os.path.isdir(os.path.join(tdir, n))]
         if images and subdirs:
-            raise ManifestError(f"{tdir}: holds both images and folders; use root/<trajectory>/images or "
+            raise RISManifestError(f"{tdir}: holds both images and folders; use root/<trajectory>/images or "
                                 "root/<class>/<trajectory>/images, not both")
         if images:
             entries += [RISEntry(image=os.path.join(tdir, n), trajectory=top, cls=top) for n in images]
@@ -314,7 +314,7 @@ def build_folders(root: str, invariance: str = "custom", image_size: int = DEFAU
         if not images and not subdirs:
             _skip(skipped, "folder without images", tdir, examples)
     if not entries:
-        raise ManifestError(f"{root}: no images in root/<trajectory>/ or root/<class>/<trajectory>/ folders")
+        raise RISManifestError(f"{root}: no images in root/<trajectory>/ or root/<class>/<trajectory>/ folders")
     _log_skips("folders", skipped, examples)
     return RISManifest(entries=entries, set=os.path.basename(root.rstrip("/")) or "custom", invariance=invariance,
                        image_size=image_size, skipped=dict(skipped), source=root)
@@ -337,7 +337,7 @@ def verify_entries(manifest: RISManifest, full: bool = False, progress: bool = T
             _skip(skipped, reason, f"{e.image}: {why}", examples)
     _log_skips("verify", Counter({k: v for k, v in skipped.items() if k in examples}), examples)
     if not kept:
-        raise ManifestError(f"no readable image among the {len(manifest.entries)} entries: {dict(skipped)}")
+        raise RISManifestError(f"no readable image among the {len(manifest.entries)} entries: {dict(skipped)}")
     manifest.entries = kept
     manifest.skipped = dict(skipped)
     return manifest

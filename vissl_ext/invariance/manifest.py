@@ -22,8 +22,9 @@ ENTRY_KEYS = {"image", "box", "trajectory", "class", "meta"}
 TOP_KEYS = {"format", "version", "set", "invariance", "image_size", "entries", "skipped", "source"}
 
 
-class ManifestError(ValueError):
-    pass
+class RISManifestError(ValueError):
+    """A RIS manifest (or a dataset layout a builder reads) that cannot be used; the message
+    names the file and the fix. Video manifests have their own: data.manifest.VideoManifestError."""
 
 
 @dataclass
@@ -77,9 +78,9 @@ def _check_box(box, where: str):
     if box is None:
         return None
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-        raise ManifestError(f"{where}: box must be [x, y, w, h] numbers or null, got {box!r}")
+        raise RISManifestError(f"{where}: box must be [x, y, w, h] numbers or null, got {box!r}")
     if not (box[2] > 0 and box[3] > 0):
-        raise ManifestError(f"{where}: box {box} has no area (w and h must be > 0); drop the entry or fix the box")
+        raise RISManifestError(f"{where}: box {box} has no area (w and h must be > 0); drop the entry or fix the box")
     return [float(v) for v in box]
 
 
@@ -91,41 +92,41 @@ def load_ris_manifest(path: str) -> RISManifest:
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest; write one with tools/build_ris_trajectories.py") from None
+        raise RISManifestError(f"{path}: no such manifest; write one with tools/build_ris_trajectories.py") from None
     except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON ({e}); rebuild it with tools/build_ris_trajectories.py") from None
+        raise RISManifestError(f"{path}: not valid JSON ({e}); rebuild it with tools/build_ris_trajectories.py") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ManifestError(f"{path}: not a RIS manifest (expected \"format\": \"{FORMAT}\"); "
+        raise RISManifestError(f"{path}: not a RIS manifest (expected \"format\": \"{FORMAT}\"); "
                             "write one with tools/build_ris_trajectories.py")
     if data.get("version") != VERSION:
-        raise ManifestError(f"{path}: manifest version {data.get('version')!r}, this code reads version {VERSION}")
+        raise RISManifestError(f"{path}: manifest version {data.get('version')!r}, this code reads version {VERSION}")
     unknown = set(data) - TOP_KEYS
     if unknown:
-        raise ManifestError(f"{path}: unknown top-level keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+        raise RISManifestError(f"{path}: unknown top-level keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
     root = os.path.dirname(os.path.abspath(path))
     entries = []
     for i, e in enumerate(data.get("entries") or []):
         where = f"{path}: entry {i}"
         if not isinstance(e, dict):
-            raise ManifestError(f"{where}: must be an object with keys {sorted(ENTRY_KEYS)}")
+            raise RISManifestError(f"{where}: must be an object with keys {sorted(ENTRY_KEYS)}")
         unknown = set(e) - ENTRY_KEYS
         if unknown:
-            raise ManifestError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(ENTRY_KEYS)} "
+            raise RISManifestError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(ENTRY_KEYS)} "
                                 "(put extra information under \"meta\")")
         missing = {"image", "trajectory", "class"} - set(e)
         if missing:
-            raise ManifestError(f"{where}: missing keys {sorted(missing)}")
+            raise RISManifestError(f"{where}: missing keys {sorted(missing)}")
         img = e["image"]
         if not isinstance(img, str) or not img:
-            raise ManifestError(f"{where}: image must be a path, got {img!r}")
+            raise RISManifestError(f"{where}: image must be a path, got {img!r}")
         entries.append(RISEntry(image=img if os.path.isabs(img) else os.path.join(root, img),
                                 trajectory=str(e["trajectory"]), cls=str(e["class"]),
                                 box=_check_box(e.get("box"), where), meta=e.get("meta") or {}))
     if not entries:
-        raise ManifestError(f"{path}: the manifest lists no image")
+        raise RISManifestError(f"{path}: the manifest lists no image")
     size = data.get("image_size", 224)
     if not isinstance(size, int) or size <= 0:
-        raise ManifestError(f"{path}: image_size must be a positive integer, got {size!r}")
+        raise RISManifestError(f"{path}: image_size must be a positive integer, got {size!r}")
     return RISManifest(entries=entries, set=str(data.get("set", "custom")),
                        invariance=str(data.get("invariance", "custom")), image_size=size,
                        skipped=dict(data.get("skipped") or {}), source=str(data.get("source", "")),

@@ -38,7 +38,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    """Builds and writes the manifest; prints one line about it. ManifestError (a ValueError)
+    """Builds and writes the manifest; prints one line about it. RISManifestError (a ValueError)
     and missing folders are user errors."""
     if os.path.exists(args.out) and not args.overwrite:
         print(f"{args.out} exists; nothing to do (--overwrite rebuilds it)")
