@@ -18,7 +18,7 @@ refuses a different object under a taken name.
 """
 import logging
 from collections import OrderedDict
-from typing import Callable, Dict, List
+from typing import Callable, List
 
 _HOOK_FACTORIES: "OrderedDict[str, Callable]" = OrderedDict()
 
@@ -137,10 +137,6 @@ def register_hook_factory(name: str):
         return fn
 
     return wrap
-
-
-def hook_factories() -> Dict[str, Callable]:
-    return dict(_HOOK_FACTORIES)
 
 
 def hook_generator(cfg) -> List:

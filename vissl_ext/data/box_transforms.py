@@ -188,9 +188,4 @@ class ImageOnly(ClassyTransform):
         return cls([build_transform(dict(s)) for s in specs])
 
 
-def boxes_inside(boxes: np.ndarray, width: float, height: float, eps: float = 1e-3) -> bool:
-    return bool(len(boxes) == 0 or (boxes[:, 0].min() >= -eps and boxes[:, 1].min() >= -eps
-                                    and boxes[:, 2].max() <= width + eps and boxes[:, 3].max() <= height + eps))
-
-
-__all__ = ["RegionPair", "BoxedView", "crop_boxes", "flip_boxes", "boxes_inside", "image_size"]
+__all__ = ["RegionPair", "BoxedView", "crop_boxes", "flip_boxes", "image_size"]

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from vissl_ext.data.manifest import VideoEntry, save_manifest
 from vissl_ext.data.video_io import (

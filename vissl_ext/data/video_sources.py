@@ -12,7 +12,7 @@ the pair gap, unreadable) are counted and logged at start-up.
 import logging
 import os
 import random
-from typing import List, Tuple
+from typing import List
 
 from vissl_ext.data.extraction import entries_for_directory
 from vissl_ext.data.manifest import VideoEntry, load_manifest

@@ -1,7 +1,6 @@
 """Reading features for RIS: a .npy/.npz matrix in manifest order, a folder written by VISSL's
 extract engine (rank*_chunk*_<split>_<layer>_features.npy + inds), or the public code's
 ``alldata.pth`` ({'feat', 'instance', 'classes'})."""
-import glob
 import os
 import re
 from typing import Optional, Tuple

@@ -4,7 +4,7 @@ import glob
 import json
 import os
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 from vissl_ext.invariance.sets import INVARIANCE_TITLES
 from vissl_ext.utils_io import atomic_open, write_json_atomic

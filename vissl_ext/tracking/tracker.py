@@ -7,7 +7,7 @@ not grow with video length. No Python loop runs over regions.
 """
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -148,7 +148,3 @@ def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatu
     stats["t_pool"] = extractor.timings["pool"] - t_pool0
     stats["t_read"] -= stats["t_forward"] + stats["t_pool"]  # reading and resizing only
     return tracks, stats
-
-
-def params_dict(p: TrackerParams) -> dict:
-    return asdict(p)
