@@ -10,6 +10,7 @@ import pytest
 import vissl_ext
 from vissl_ext_testing import REPO, compose
 from vissl_ext.config import ConfigError, register_config_validator
+from vissl_ext import registry
 from vissl_ext.registry import hook_generator, register_data_source, register_hook_factory, register_transform
 
 
@@ -38,9 +39,14 @@ def test_registration_is_idempotent():
     assert DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_COPIES"].count("VideoFramesToViews") == 1
 
 
-def test_a_taken_name_refuses_another_object():
-    with pytest.raises(ValueError, match="already registered"):
-        @register_data_source("video_frames")
+@pytest.mark.parametrize("decorator, name", [
+    (registry.register_data_source, "video_frames"), (registry.register_collator, "region_moco_collator"),
+    (registry.register_transform, "ImageOnly"), (registry.register_model_trunk, "resnet_regions"),
+    (registry.register_model_head, "dense_region_head"), (registry.register_loss, "temporal_contrastive_loss"),
+    (registry.register_hook_factory, "temporal_contrastive")])
+def test_a_taken_name_refuses_another_object(decorator, name):
+    with pytest.raises(ValueError, match=f"'{name}' is already registered"):
+        @decorator(name)
         class Other:  # noqa: F841
             pass
 

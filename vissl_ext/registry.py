@@ -18,7 +18,7 @@ refuses a different object under a taken name.
 """
 import logging
 from collections import OrderedDict
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 _HOOK_FACTORIES: "OrderedDict[str, Callable]" = OrderedDict()
 
@@ -32,6 +32,24 @@ def _same(a, b) -> bool:
     )
 
 
+def _register_once(registry: dict, name: str, what: str, host: Optional[Callable] = None):
+    """Decorator putting an object into a host registry dict under ``name``, idempotent for the
+    same object: VISSL's and classy's own decorators raise on the re-import that a spawned worker
+    or a reloaded module does. Another object under a taken name is an error. ``host``: the
+    host's own decorator factory, used for a first registration so its checks and bookkeeping run."""
+
+    def wrap(obj):
+        existing = registry.get(name)
+        if existing is None and host is not None:
+            return host(name)(obj)
+        if existing is not None and not _same(existing, obj):
+            raise ValueError(f"{what} '{name}' is already registered to {existing!r}")
+        registry[name] = obj
+        return obj
+
+    return wrap
+
+
 def register_data_source(name: str, with_subset: bool = False):
     """Class decorator: add a data source to VISSL's DATASET_SOURCE_MAP under ``name``.
 
@@ -40,7 +58,7 @@ def register_data_source(name: str, with_subset: bool = False):
     from vissl.data import DATA_SOURCES_WITH_SUBSET_SUPPORT, DATASET_SOURCE_MAP
 
     def wrap(cls):
-        _idempotent(DATASET_SOURCE_MAP, name, "data source")(cls)
+        _register_once(DATASET_SOURCE_MAP, name, "data source")(cls)
         if with_subset:
             DATA_SOURCES_WITH_SUBSET_SUPPORT.add(name)
         return cls
@@ -52,16 +70,7 @@ def register_collator(name: str):
     """Like vissl's register_collator, but idempotent across re-imports."""
     from vissl.data.collators import COLLATOR_REGISTRY, register_collator as _host
 
-    def wrap(fn):
-        existing = COLLATOR_REGISTRY.get(name)
-        if existing is not None:
-            if not _same(existing, fn):
-                raise ValueError(f"collator '{name}' is already registered to {existing!r}")
-            COLLATOR_REGISTRY[name] = fn
-            return fn
-        return _host(name)(fn)
-
-    return wrap
+    return _register_once(COLLATOR_REGISTRY, name, "collator", host=_host)
 
 
 def register_transform(name: str, makes_copies: bool = False):
@@ -72,11 +81,7 @@ def register_transform(name: str, makes_copies: bool = False):
     from vissl.data.ssl_transforms.ssl_transforms_wrapper import DEFAULT_TRANSFORM_TYPES
 
     def wrap(cls):
-        existing = TRANSFORM_REGISTRY.get(name)
-        if existing is None:
-            _host(name)(cls)
-        elif not _same(existing, cls):
-            raise ValueError(f"transform '{name}' is already registered to {existing!r}")
+        _register_once(TRANSFORM_REGISTRY, name, "transform", host=_host)(cls)
         copies = DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_COPIES"]
         if makes_copies and name not in copies:
             copies.append(name)
@@ -85,32 +90,18 @@ def register_transform(name: str, makes_copies: bool = False):
     return wrap
 
 
-def _idempotent(registry: dict, name: str, what: str):
-    """Decorator writing into a host registry dict; VISSL's and classy's own decorators raise
-    on the re-import that a spawned worker or a reloaded module does."""
-
-    def wrap(obj):
-        existing = registry.get(name)
-        if existing is not None and not _same(existing, obj):
-            raise ValueError(f"{what} '{name}' is already registered to {existing!r}")
-        registry[name] = obj
-        return obj
-
-    return wrap
-
-
 def register_model_trunk(name: str):
     """Class decorator: a VISSL model trunk (config.MODEL.TRUNK.NAME)."""
     from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
 
-    return _idempotent(MODEL_TRUNKS_REGISTRY, name, "model trunk")
+    return _register_once(MODEL_TRUNKS_REGISTRY, name, "model trunk")
 
 
 def register_model_head(name: str):
     """Class decorator: a VISSL model head (config.MODEL.HEAD.PARAMS entries)."""
     from vissl.models.heads import MODEL_HEADS_REGISTRY
 
-    return _idempotent(MODEL_HEADS_REGISTRY, name, "model head")
+    return _register_once(MODEL_HEADS_REGISTRY, name, "model head")
 
 
 def register_loss(name: str):
@@ -118,7 +109,7 @@ def register_loss(name: str):
     from classy_vision.losses import LOSS_CLASS_NAMES, LOSS_REGISTRY
 
     def wrap(cls):
-        _idempotent(LOSS_REGISTRY, name, "loss")(cls)
+        _register_once(LOSS_REGISTRY, name, "loss")(cls)
         LOSS_CLASS_NAMES.add(cls.__name__)
         return cls
 
@@ -128,15 +119,7 @@ def register_loss(name: str):
 def register_hook_factory(name: str):
     """Register ``fn(cfg) -> List[ClassyHook]``; :func:`hook_generator` appends its hooks to
     VISSL's default ones."""
-
-    def wrap(fn):
-        existing = _HOOK_FACTORIES.get(name)
-        if existing is not None and not _same(existing, fn):
-            raise ValueError(f"hook factory '{name}' is already registered to {existing!r}")
-        _HOOK_FACTORIES[name] = fn
-        return fn
-
-    return wrap
+    return _register_once(_HOOK_FACTORIES, name, "hook factory")
 
 
 def hook_generator(cfg) -> List:
