@@ -31,12 +31,14 @@ verify() {
     REPO="$REPO" "$PYTHON" - <<'PY'
 import importlib.util, os, tempfile
 import numpy as np
-# Load d2_compat by path: vissl_ext may not be installed yet when this script runs.
-spec = importlib.util.spec_from_file_location(
-    "_d2_compat", os.path.join(os.environ["REPO"], "vissl_ext", "segmentation", "d2_compat.py"))
-d2_compat = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(d2_compat)
-d2_compat.apply()
+# Load the fixes by path: vissl_ext may not be installed yet when this script runs.
+def load(name, *path):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.environ["REPO"], "vissl_ext", *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+load("_compat", "compat.py").fix_numpy_aliases()
+load("_d2_compat", "segmentation", "d2_compat.py").apply()
 import torch, detectron2
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model

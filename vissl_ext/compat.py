@@ -15,9 +15,11 @@ import warnings
 _APPLIED = False
 
 
-def _fix_numpy_aliases():
+def fix_numpy_aliases():
     # numpy >= 1.24 removed np.float/np.int/np.bool/np.object; VISSL's mean_ap_meter,
-    # svm_utils/evaluate, cutmixup_collator and classy's autoaugment still use them.
+    # svm_utils/evaluate, cutmixup_collator, classy's autoaugment, and detectron2's
+    # SemSegEvaluator and pascal_voc_evaluation still use them. Public and free of vissl_ext
+    # imports: scripts/install_detectron2.sh loads this file by path to verify detectron2.
     import numpy as np
 
     for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
@@ -184,7 +186,7 @@ def apply():
     if _APPLIED:
         return
     _quiet_hydra_version_base()
-    _fix_numpy_aliases()
+    fix_numpy_aliases()
     _fix_collections_abc()
     _fix_pkg_resources()
     _fix_torchvision_kinetics()

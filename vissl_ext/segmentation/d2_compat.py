@@ -5,7 +5,9 @@ evaluated at import time): ``import vissl_ext`` does (it imports ``vissl_ext.seg
 applies them without importing detectron2). :func:`apply_engine_fixes` repairs detectron2.engine
 (CPU multi-process launch and DDP wrapping); ``vissl_ext.segmentation.train`` calls it. Standalone
 on purpose (no vissl import): scripts/install_detectron2.sh loads it by path to verify the install
-before vissl_ext is installed. Each fix names what it repairs.
+before vissl_ext is installed. Each fix names what it repairs. The numpy 2 aliases detectron2's
+evaluators need (np.int, np.float) are restored by vissl_ext.compat.fix_numpy_aliases, which
+``import vissl_ext`` applies before this package is imported (the install script calls it too).
 """
 
 _APPLIED = False
@@ -18,16 +20,6 @@ def _fix_pillow_linear():
 
     if not hasattr(Image, "LINEAR"):
         Image.LINEAR = Image.BILINEAR
-
-
-def _fix_numpy_aliases():
-    # numpy >= 1.24 removed np.int/np.float/np.bool; SemSegEvaluator.process/evaluate
-    # (np.array(..., dtype=np.int), np.full(..., dtype=np.float)) and pascal_voc_evaluation use them.
-    import numpy as np
-
-    for name, value in (("int", int), ("float", float), ("bool", bool)):
-        if name not in np.__dict__:
-            setattr(np, name, value)
 
 
 def _fix_missing_extension():
@@ -121,6 +113,5 @@ def apply():
     if _APPLIED:
         return
     _fix_pillow_linear()
-    _fix_numpy_aliases()
     _fix_missing_extension()
     _APPLIED = True
