@@ -23,6 +23,18 @@ def parser(doc: str, **kw) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
+def add_video_flags(p: argparse.ArgumentParser, shard: bool = False, workers: bool = False):
+    """The flags of every CLI that reads videos: --decoder, optionally --shard and --workers, --no-progress."""
+    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav",
+                   help="how videos are decoded (for manifests that read videos directly; default pyav)")
+    if shard:
+        p.add_argument("--shard", default=None,
+                       help="i/n: every n-th video starting at i (default: torch.distributed's RANK/WORLD_SIZE, else all)")
+    if workers:
+        p.add_argument("--workers", type=int, default=1, help="parallel processes on this machine, one video each (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 

@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.extraction import (
     ExtractParams,
     extract_video,
@@ -44,12 +44,9 @@ def parse_args(argv=None):
                    help="resize short side to this (0: keep; default 256; videos only: frame folders are indexed in place)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument("--max-frames", type=int, default=0, help="at most this many frames per video (0: all)")
-    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
     p.add_argument("--index-only", action="store_true", help="write no frames: a manifest to decode videos directly")
-    p.add_argument("--shard", default=None, help="i/n: process every n-th video starting at i")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes on this machine")
     p.add_argument("--merge", action="store_true", help="only rebuild <output>/manifest.json from finished videos")
-    p.add_argument("--no-progress", action="store_true")
+    add_video_flags(p, shard=True, workers=True)
     add_slurm_args(p)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
@@ -39,10 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--max-size-ratio", type=float, default=d.max_size_ratio, help=f"max box area / frame area (default {d.max_size_ratio})")
     p.add_argument("--nms-iou", type=float, default=d.nms_iou, help=f"NMS IoU over ranked boxes, 0: off (default {d.nms_iou})")
     p.add_argument("--top-r", type=int, default=d.top_r, help=f"keep the first R boxes per frame (default {d.top_r})")
-    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav", help="for manifests that decode videos directly")
-    p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one video each)")
-    p.add_argument("--no-progress", action="store_true")
+    add_video_flags(p, shard=True, workers=True)
     add_slurm_args(p)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

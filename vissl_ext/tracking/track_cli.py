@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
@@ -56,9 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--input-short-side", dest="input_short_side", type=int, help=f"trunk input short side (default {d.input_short_side})")
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"frames per forward (default {d.batch_size})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 (under torchrun, cuda means cuda:LOCAL_RANK)")
-    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
-    p.add_argument("--shard", default=None, help="i/n: every n-th video starting at i (without torch.distributed)")
-    p.add_argument("--no-progress", action="store_true")
+    add_video_flags(p, shard=True)
     add_slurm_args(p, gpus_default=1)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

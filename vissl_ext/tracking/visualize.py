@@ -1,5 +1,6 @@
 """Pictures of tracks: coloured boxes with track ids drawn on the frames (PNG strip or GIF)."""
 import colorsys
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from PIL import Image, ImageDraw
@@ -7,6 +8,18 @@ from PIL import Image, ImageDraw
 from vissl_ext.data.manifest import VideoEntry
 from vissl_ext.tracking.frames import iter_frames
 from vissl_ext.utils_io import atomic_open
+
+
+@dataclass
+class DrawParams:
+    """What a picture of one video's tracks shows (tools/visualize_tracks.py's flags)."""
+
+    format: str = "png"  # png: a strip of evenly spaced frames that carry boxes; gif: consecutive frames
+    num_frames: int = 8  # frames per strip / GIF
+    max_tracks: int = 20  # draw the longest N tracks
+    min_len: int = 2  # skip tracks shorter than this
+    columns: int = 8  # PNG strip: frames per row
+    fps: float = 4.0  # GIF frame rate
 
 
 def track_colour(tid: int):
@@ -67,18 +80,17 @@ def save_gif(frames: Sequence[Image.Image], path: str, fps: float = 4.0):
         frames[0].save(fh, format="GIF", save_all=True, append_images=list(frames[1:]), duration=int(1000 / fps), loop=0)
 
 
-def visualize_video(entry: VideoEntry, doc: dict, path: str, fmt: str = "png", num_frames: int = 8,
-                    max_tracks: int = 20, min_len: int = 2, decoder: str = "pyav", fps: float = 4.0,
-                    columns: int = 8) -> Optional[str]:
-    tracks = select_tracks(doc, max_tracks, min_len)
-    if fmt == "gif":
+def visualize_video(entry: VideoEntry, doc: dict, path: str, p: DrawParams = DrawParams(),
+                    decoder: str = "pyav") -> Optional[str]:
+    tracks = select_tracks(doc, p.max_tracks, p.min_len)
+    if p.format == "gif":
         first = min((t["frames"][0] for t in tracks), default=0)
         last = max((t["frames"][-1] for t in tracks), default=entry.num_frames - 1)
-        positions = list(range(first, last + 1))[: max(num_frames, 2)]
+        positions = list(range(first, last + 1))[: max(p.num_frames, 2)]
     else:
-        positions = choose_positions(tracks, entry.num_frames, num_frames)
+        positions = choose_positions(tracks, entry.num_frames, p.num_frames)
     frames = draw_frames(entry, tracks, positions, decoder)
     if not frames:
         return None
-    (save_gif(frames, path, fps) if fmt == "gif" else save_strip(frames, path, columns))
+    (save_gif(frames, path, p.fps) if p.format == "gif" else save_strip(frames, path, p.columns))
     return path

@@ -11,25 +11,25 @@ import os
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli_common import add_video_flags, parser, run_main
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
-from vissl_ext.tracking.visualize import visualize_video
+from vissl_ext.tracking.visualize import DrawParams, visualize_video
 
 
 def parse_args(argv=None):
+    d = DrawParams()
     p = parser(__doc__)
     p.add_argument("tracks", help="tracks folder or its index.json")
     p.add_argument("output", help="folder for the pictures")
-    p.add_argument("--format", choices=["png", "gif"], default="png")
+    p.add_argument("--format", choices=["png", "gif"], default=d.format)
     p.add_argument("--videos", nargs="*", help="video ids (default: all in the index)")
-    p.add_argument("--num-frames", type=int, default=8, help="frames per strip / GIF (default 8)")
-    p.add_argument("--max-tracks", type=int, default=20, help="draw the longest N tracks (default 20)")
-    p.add_argument("--min-len", type=int, default=2, help="skip tracks shorter than this")
-    p.add_argument("--columns", type=int, default=8, help="PNG strip: frames per row")
-    p.add_argument("--fps", type=float, default=4.0, help="GIF frame rate")
-    p.add_argument("--decoder", choices=["pyav", "opencv"], default="pyav")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--num-frames", type=int, default=d.num_frames, help=f"frames per strip / GIF (default {d.num_frames})")
+    p.add_argument("--max-tracks", type=int, default=d.max_tracks, help=f"draw the longest N tracks (default {d.max_tracks})")
+    p.add_argument("--min-len", type=int, default=d.min_len, help=f"skip tracks shorter than this (default {d.min_len})")
+    p.add_argument("--columns", type=int, default=d.columns, help=f"PNG strip: frames per row (default {d.columns})")
+    p.add_argument("--fps", type=float, default=d.fps, help=f"GIF frame rate (default {d.fps})")
+    add_video_flags(p)
     return p.parse_args(argv)
 
 
@@ -40,13 +40,13 @@ def run(args) -> dict:
     unknown = [v for v in ids if v not in videos or v not in entries]
     if unknown:
         raise ValueError(f"videos {unknown[:5]} are not in {args.tracks} and its manifest {manifest}")
+    draw = DrawParams(args.format, args.num_frames, args.max_tracks, args.min_len, args.columns, args.fps)
     os.makedirs(args.output, exist_ok=True)
     written = []
     for vid in tqdm(ids, desc="visualize", unit="video", disable=args.no_progress):
         doc = load_video_tracks(videos[vid], entries[vid])
         out = os.path.join(args.output, f"{vid}.{args.format}")
-        if visualize_video(entries[vid], doc, out, args.format, args.num_frames, args.max_tracks, args.min_len,
-                           args.decoder, args.fps, args.columns):
+        if visualize_video(entries[vid], doc, out, draw, args.decoder):
             written.append(out)
     return {"written": written}
 
