@@ -4,10 +4,10 @@ VISSL keeps data sources in a plain dict (``vissl.data.DATASET_SOURCE_MAP``) and
 from the ``hook_generator`` handed to ``launch_distributed``. These helpers let this plugin, and
 any project that imports it, extend both the same way::
 
-    from vissl_ext.registry import register_data_source, register_hook_factory
+    from vissl_ext.registry import DataSource, register_data_source, register_hook_factory
 
     @register_data_source("my_source")
-    class MySource: ...
+    class MySource(DataSource): ...
 
     @register_hook_factory("my_hooks")
     def my_hooks(cfg):
@@ -64,6 +64,21 @@ def register_data_source(name: str, with_subset: bool = False):
         return cls
 
     return wrap
+
+
+class DataSource:
+    """What every VISSL data source keeps of its constructor's arguments; subclasses define
+    ``__getitem__`` (-> (image, is_valid)), ``__len__`` and ``get_image_paths``."""
+
+    def __init__(self, cfg, data_source: str, path: str, split: str, dataset_name: str):
+        self.cfg = cfg
+        self.data_source = data_source
+        self.path = path
+        self.split = split
+        self.dataset_name = dataset_name
+
+    def num_samples(self) -> int:
+        return len(self)
 
 
 def register_collator(name: str):

@@ -19,7 +19,7 @@ from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
-from vissl_ext.registry import register_data_source
+from vissl_ext.registry import DataSource, register_data_source
 
 
 def load_videos(path: str, decoder: str) -> List[VideoEntry]:
@@ -34,17 +34,13 @@ def load_videos(path: str, decoder: str) -> List[VideoEntry]:
     return load_manifest(path)
 
 
-class _VideoSource:
+class _VideoSource(DataSource):
     """Shared reading logic; subclasses define the sample index."""
 
     def __init__(self, cfg, data_source, path, split, dataset_name):
-        self.cfg = cfg
-        self.split = split
-        self.data_source = data_source
-        self.dataset_name = dataset_name
+        super().__init__(cfg, data_source, path, split, dataset_name)
         self.vcfg = video_cfg(cfg, split)
         validate_video_cfg(self.vcfg, f"config.DATA.{split}.VIDEO")
-        self.path = path
         self.videos = self._load_videos(path)
         self._readers = ReaderCache()
         self.num_failed_reads = 0
@@ -88,9 +84,6 @@ class _VideoSource:
 
     def __len__(self):
         return len(self.samples)
-
-    def num_samples(self):
-        return len(self)
 
     def get_image_paths(self):
         return [self.videos[s[0]].id for s in self.samples]

@@ -11,7 +11,7 @@ verification skips such entries up front.
 from vissl_ext.data.catalog import register_dataset
 from vissl_ext.invariance.images import load_ris_image
 from vissl_ext.invariance.manifest import load_ris_manifest
-from vissl_ext.registry import register_data_source
+from vissl_ext.registry import DataSource, register_data_source
 
 DATASET_NAME = "vissl_ext_ris"
 # DATA_PATHS always names the manifest; the catalog entry only satisfies VISSL's label lookup
@@ -19,12 +19,9 @@ register_dataset(DATASET_NAME, "<give DATA.TEST.DATA_PATHS=[manifest.json]>")
 
 
 @register_data_source("ris_manifest", with_subset=True)
-class RISManifestSource:
+class RISManifestSource(DataSource):
     def __init__(self, cfg, data_source, path, split, dataset_name):
-        self.cfg = cfg
-        self.split = split
-        self.data_source = data_source
-        self.dataset_name = dataset_name
+        super().__init__(cfg, data_source, path, split, dataset_name)
         self.manifest = load_ris_manifest(path)
         self.entries = self.manifest.entries
 
@@ -33,9 +30,6 @@ class RISManifestSource:
         return load_ris_image(e.image, e.box), True
 
     def __len__(self):
-        return len(self.entries)
-
-    def num_samples(self):
         return len(self.entries)
 
     def get_image_paths(self):
