@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 import vissl_ext  # noqa: E402,F401
 from vissl_ext.data.video_io import PyAVReader, decode_sequential, read_image  # noqa: E402
-from vissl_ext.launcher import compose_config  # noqa: E402
+from vissl_ext.config import compose_config  # noqa: E402
 
 torch.set_num_threads(1)  # one worker = one core
 cv2.setNumThreads(1)

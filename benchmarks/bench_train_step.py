@@ -23,7 +23,7 @@ sys.path.insert(0, REPO)
 import torch  # noqa: E402
 
 import vissl_ext  # noqa: E402,F401
-from vissl_ext.launcher import compose_config  # noqa: E402
+from vissl_ext.config import compose_config  # noqa: E402
 
 
 def build(config, device, batch):

@@ -53,8 +53,8 @@ def extract(inputs, out, short_side=96, no_progress=True, **flags):
 
 
 def compose(*overrides):
-    """A composed VISSL config (AttrDict) through our launcher's compose + validation."""
-    from vissl_ext.launcher import compose_config
+    """A composed VISSL config (AttrDict) through the launcher's compose + validation (vissl_ext.config.compose_config)."""
+    from vissl_ext.config import compose_config
 
     return compose_config(list(overrides))[1]
 

@@ -38,6 +38,7 @@ _COMPONENT_MODULES = [
     "vissl_ext.data.video_sources",
     "vissl_ext.data.box_transforms",
     "vissl_ext.data.fast_augment",
+    "vissl_ext.data.augment_backend",
     "vissl_ext.data.region_collator",
     "vissl_ext.data.region_pairs",
     "vissl_ext.models.region_trunk",

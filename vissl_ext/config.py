@@ -2,7 +2,7 @@
 dataclasses from dicts, and validation at config time (in the launcher, before any worker
 starts) so that a wrong value fails with a message naming the key. Components register their
 own validators (e.g. vissl_ext/data/video_config.py for config.DATA.<split>.VIDEO)."""
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 class ConfigError(ValueError):
     pass
@@ -44,3 +44,28 @@ def validate_config(config):
     """Run every registered validator on a composed VISSL config (AttrDict)."""
     for fn in _VALIDATORS:
         fn(config)
+
+
+# config rewriters run first, on the composed config, in place: fn(config)
+_REWRITERS = []
+
+
+def register_config_rewriter(fn):
+    """Register ``fn(config)`` that rewrites a composed config in place before validation."""
+    if fn not in _REWRITERS:
+        _REWRITERS.append(fn)
+    return fn
+
+
+def compose_config(overrides: List[Any]):
+    """VISSL's compose + AttrDict conversion, every registered rewriter, then every registered
+    validator: (args, config).
+    ``import vissl_ext`` has registered every component's validator before this can be called."""
+    from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
+
+    cfg = compose_hydra_configuration(overrides)
+    args, config = convert_to_attrdict(cfg)
+    for fn in _REWRITERS:  # e.g. AUGMENT_BACKEND rewriting the transform list
+        fn(config)
+    validate_config(config)
+    return args, config

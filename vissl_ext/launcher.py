@@ -13,21 +13,8 @@ import sys
 from typing import Any, List
 
 import vissl_ext  # noqa: F401  (compat fixes + registration, also in spawned workers)
-from vissl_ext.config import ConfigError, validate_config
+from vissl_ext.config import ConfigError, compose_config
 from vissl_ext.registry import hook_generator
-
-
-def compose_config(overrides: List[Any]):
-    """VISSL's compose + AttrDict conversion, the AUGMENT_BACKEND rewrite, then our validation."""
-    from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
-
-    from vissl_ext.data.augment_backend import apply_augment_backend
-
-    cfg = compose_hydra_configuration(overrides)
-    args, config = convert_to_attrdict(cfg)
-    apply_augment_backend(config)
-    validate_config(config)
-    return args, config
 
 
 def _slurm_job_class():

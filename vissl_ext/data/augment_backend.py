@@ -22,7 +22,7 @@ composes the config (before any worker starts), and is logged.
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from vissl_ext.config import ConfigError
+from vissl_ext.config import ConfigError, register_config_rewriter
 
 BACKENDS = ("host", "fast", "device")
 # transforms that take uint8 arrays as well as PIL images (then frames may be decoded to arrays)
@@ -125,6 +125,7 @@ def _already_rewritten(transforms) -> bool:
     return "ImgPilColorDistortion" not in ns and bool(ns & {"FastMocoV2Aug", "ToUint8Tensor"})
 
 
+@register_config_rewriter
 def apply_augment_backend(config) -> str:
     """Rewrite config.DATA.TRAIN.TRANSFORMS for its AUGMENT_BACKEND (in place; idempotent)."""
     train = config["DATA"]["TRAIN"]
@@ -141,7 +142,7 @@ def apply_augment_backend(config) -> str:
         return backend
     new, spec = rewrite_transforms(transforms, backend, "config.DATA.TRAIN.TRANSFORMS")
     train["TRANSFORMS"] = new
-    from vissl_ext.data.video_sources import VIDEO_SOURCE_NAMES
+    from vissl_ext.data.video_config import VIDEO_SOURCE_NAMES
 
     if _all_array_safe(new) and set(train.get("DATA_SOURCES", [])) <= set(VIDEO_SOURCE_NAMES):
         train["VIDEO"] = dict(train.get("VIDEO", {}) or {}, FRAME_ARRAYS=True)  # OpenCV decode, no PIL

@@ -16,7 +16,7 @@ checks) and hands over to the host's ``main``. VISSL's feature extraction assert
 import sys
 
 import vissl_ext  # noqa: F401  (compat fixes + registration before vissl is imported)
-from vissl_ext.launcher import compose_config
+from vissl_ext.config import compose_config
 
 
 def _allow_cpu_extraction():
