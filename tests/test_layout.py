@@ -38,3 +38,107 @@ def test_tool_is_a_shim_over_the_cli_convention(tool, capsys):
     assert e.value.code == 0
     # the usage examples of the module docstring are the --help text
     assert f"tools/{os.path.basename(tool)}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ import graph
+# Layers, lowest first: a module may import its own layer or a lower one, never a higher one.
+# The package's register_all() imports the component modules by name (importlib), on purpose:
+# that is registration, not a dependency, and an ast graph does not see it.
+LAYERS = [
+    ("core", ["vissl_ext", "vissl_ext.compat", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils_io",
+              "vissl_ext.cli_common"]),
+    ("data", ["vissl_ext.data"]),
+    ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
+    ("invariance/segmentation/downstream", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream"]),
+    ("cli/demo/launcher", ["vissl_ext.launcher", "vissl_ext.demo"]),  # and every *_cli module
+]
+
+
+def package_modules(root=REPO):
+    """{module name: file} of every module of the vissl_ext package."""
+    mods = {}
+    for d, _, files in os.walk(os.path.join(root, "vissl_ext")):
+        for f in files:
+            if f.endswith(".py"):
+                name = os.path.relpath(os.path.join(d, f), root)[:-3].replace(os.sep, ".")
+                mods[name[: -len(".__init__")] if name.endswith(".__init__") else name] = os.path.join(d, f)
+    return mods
+
+
+def import_graph(mods):
+    """{module: set of vissl_ext modules it imports}: every import statement, function-level ones too."""
+
+    def resolve(name):
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for m, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            deps |= {resolve(n) for n in names if n.split(".")[0] == "vissl_ext"}
+        graph[m] = deps - {m, ""}
+    return graph
+
+
+def layer_of(module: str) -> int:
+    if module.endswith("_cli"):
+        return len(LAYERS) - 1
+    found = [i for i, (_, prefixes) in enumerate(LAYERS) for p in prefixes
+             if module == p or (p != "vissl_ext" and module.startswith(p + "."))]
+    assert found, f"{module} is in no layer: add it to LAYERS in tests/test_layout.py"
+    return max(found)
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None (depth-first search)."""
+    state, path = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        path.append(m)
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                return path[path.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        path.pop()
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_among_vissl_ext_modules():
+    graph = import_graph(package_modules())
+    assert len(graph) > 50 and "vissl_ext.data.manifest" in graph["vissl_ext.data.tracks_io"]  # the graph is real
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_every_import_points_down_the_layers():
+    graph = import_graph(package_modules())
+    up = sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+                for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m))
+    assert not up, "imports pointing up the layers:\n" + "\n".join(up)
+
+
+def test_the_checks_catch_a_cycle_and_an_upward_import():
+    graph = {"vissl_ext.data.a": {"vissl_ext.data.b"}, "vissl_ext.data.b": {"vissl_ext.data.c"},
+             "vissl_ext.data.c": {"vissl_ext.data.a"}, "vissl_ext.config": set()}
+    assert find_cycle(graph) == ["vissl_ext.data.a", "vissl_ext.data.b", "vissl_ext.data.c", "vissl_ext.data.a"]
+    assert find_cycle({**graph, "vissl_ext.data.c": set()}) is None
+    assert layer_of("vissl_ext.config") < layer_of("vissl_ext.data.manifest") < layer_of("vissl_ext.tracking.tracker")
+    assert layer_of("vissl_ext.tracking.tracker") < layer_of("vissl_ext.invariance.ris") < layer_of("vissl_ext.tracking.track_cli")
