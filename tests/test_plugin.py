@@ -86,7 +86,9 @@ def test_host_configs_still_resolve(name):
 
 
 def test_configs_resolve_from_any_directory(tmp_path):
-    code = ("from vissl_ext.config import compose_config; "
+    # runs the installed package (the editable install of /work/main), as a user's script would:
+    # the launcher's import of compose_config exists in the installed copy and in this tree alike
+    code = ("from vissl_ext.launcher import compose_config; "
             "a, c = compose_config(['config=pretrain/frame_temporal']); print(c.DATA.TRAIN.DATA_SOURCES[0])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
