@@ -16,7 +16,7 @@ checks) and hands over to the host's ``main``. VISSL's feature extraction assert
 import sys
 
 import vissl_ext  # noqa: F401  (compat fixes + registration before vissl is imported)
-from vissl_ext.config import compose_config
+from vissl_ext.config import ConfigError, compose_config
 
 
 def _allow_cpu_extraction():
@@ -37,15 +37,22 @@ def _allow_cpu_extraction():
     SelfSupervisionTrainer.extract = extract
 
 
-def main(overrides=None):
+def main(argv=None) -> int:
+    """``argv``: VISSL's hydra overrides, as for the launcher; default sys.argv[1:]. Exit code 2
+    for a config error."""
     # the vissl wheel's tools/train_svm.py (a regular package wins over our namespace-less tools/)
     from tools.train_svm import main as host_main
 
-    args, config = compose_config(list(sys.argv[1:] if overrides is None else overrides))
+    try:
+        args, config = compose_config(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if config.MACHINE.DEVICE != "gpu":
         _allow_cpu_extraction()
     host_main(args, config)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
