@@ -49,7 +49,8 @@ LAYERS = [
               "vissl_ext.checkpoints", "vissl_ext.cli_common", "vissl_ext.shard_jobs"]),
     ("data", ["vissl_ext.data"]),
     ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
-    ("invariance/segmentation/downstream", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream"]),
+    ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",
+                                            "vissl_ext.study"]),
     ("cli/demo/launcher", ["vissl_ext.launcher", "vissl_ext.demo"]),  # and every *_cli module
 ]
 
@@ -81,7 +82,9 @@ def import_graph(mods):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                # `from pkg import submodule` depends on the submodule, not on pkg's __init__
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in mods]
+                names = subs if len(subs) == len(node.names) else [node.module] + subs
             deps |= {resolve(n) for n in names if n.split(".")[0] == "vissl_ext"}
         graph[m] = deps - {m, ""}
     return graph

@@ -18,8 +18,8 @@ _APPLIED = False
 def fix_numpy_aliases():
     # numpy >= 1.24 removed np.float/np.int/np.bool/np.object; VISSL's mean_ap_meter,
     # svm_utils/evaluate, cutmixup_collator, classy's autoaugment, and detectron2's
-    # SemSegEvaluator and pascal_voc_evaluation still use them. Public and free of vissl_ext
-    # imports: scripts/install_detectron2.sh loads this file by path to verify detectron2.
+    # SemSegEvaluator and pascal_voc_evaluation still use them. Public, and this module imports
+    # nothing of ours at module level: scripts/install_detectron2.sh loads it by path to verify detectron2.
     import numpy as np
 
     for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
