@@ -28,15 +28,20 @@ def test_components_are_registered():
 
 
 def test_registration_is_idempotent():
-    from vissl.data import DATASET_SOURCE_MAP
-    from vissl.data.ssl_transforms.ssl_transforms_wrapper import DEFAULT_TRANSFORM_TYPES
-
-    before = dict(DATASET_SOURCE_MAP)
-    vissl_ext.register_all()
-    for mod in vissl_ext._COMPONENT_MODULES:
-        importlib.reload(importlib.import_module(mod))  # what a re-import in a worker does
-    assert set(DATASET_SOURCE_MAP) == set(before)
-    assert DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_COPIES"].count("VideoFramesToViews") == 1
+    # in a fresh interpreter: reloading gives modules new classes, which would leak into the
+    # other tests of this session (isinstance checks against the old classes)
+    code = ("import importlib, vissl_ext\n"
+            "from vissl.data import DATASET_SOURCE_MAP\n"
+            "from vissl.data.ssl_transforms.ssl_transforms_wrapper import DEFAULT_TRANSFORM_TYPES\n"
+            "before = dict(DATASET_SOURCE_MAP)\n"
+            "vissl_ext.register_all()\n"
+            "for mod in vissl_ext._COMPONENT_MODULES:\n"
+            "    importlib.reload(importlib.import_module(mod))  # what a re-import in a worker does\n"
+            "assert set(DATASET_SOURCE_MAP) == set(before)\n"
+            "assert DEFAULT_TRANSFORM_TYPES['TRANSFORMS_WITH_COPIES'].count('VideoFramesToViews') == 1\n"
+            "print('ok')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-3000:]
 
 
 @pytest.mark.parametrize("decorator, name", [

@@ -27,6 +27,7 @@ import numpy as np
 
 from vissl_ext.invariance.order_stats import (ABOVE, BELOW, CHUNK_BYTES, SAMPLE_ROWS, block_stats, rows_per_chunk,
                                               sample_rows_for)
+from vissl_ext.invariance.ris_errors import RISInputError  # noqa: F401  (part of this module's API)
 from vissl_ext.invariance.segments import make_plan
 
 MIN_TRAJECTORY_LENGTH = 3
@@ -34,8 +35,6 @@ MAX_FIRING_PERCENTILE = 95.0
 DEFAULT_TOPK = (10, 25)
 
 
-class RISInputError(ValueError):
-    """Features, trajectories or classes that cannot give a meaningful score."""
 
 
 @dataclass

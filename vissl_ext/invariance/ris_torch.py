@@ -4,7 +4,7 @@
 import numpy as np
 import torch
 
-from vissl_ext.invariance.ris import RISInputError
+from vissl_ext.invariance.ris_errors import RISInputError
 
 # device bytes per (image, unit) of a block: the block, its transposed copy, masks, counts
 _BYTES_PER_ENTRY = 20
