@@ -118,6 +118,3 @@ def test_nan_stops_with_the_iteration_named_and_queues_untouched():
     assert torch.equal(loss.queue, q0) and int(loss.queue_ptr) == 0
 
 
-def test_unknown_loss_keys_rejected():
-    with pytest.raises(ValueError, match="unknown keys"):
-        TemporalContrastiveLoss({"queue_sise": 4})

@@ -3,8 +3,16 @@ MoCoHook (shuffle-BN under DDP), returning frame keys and region keys of the pai
 import torch
 from vissl.hooks.moco_hooks import MoCoHook
 
-from vissl_ext.losses.temporal_contrastive_loss import pool_regions
+from vissl_ext.losses.temporal_contrastive_loss import check_region_map, loss_settings, pool_regions
 from vissl_ext.registry import register_hook_factory
+from vissl_ext.tracking.features import FEATURE_STRIDE
+
+
+def region_spatial_scale(config) -> float:
+    """ROIAlign scale from input pixels to the region map: 1 / the trunk's stride at
+    config.MODEL.TRUNK.REGION_FEATURE, whatever the input size (the map of a 200 px input has
+    ceil(200 / 16) = 13 cells, and 13 / 200 is not the stride)."""
+    return 1.0 / FEATURE_STRIDE[config["MODEL"]["TRUNK"].get("REGION_FEATURE", "res4")]
 
 
 class TemporalContrastiveHook(MoCoHook):
@@ -41,19 +49,20 @@ class TemporalContrastiveHook(MoCoHook):
             k = self._batch_unshuffle_ddp(k, idx_unshuffle)
             k_map = self._batch_unshuffle_ddp(k_map, idx_unshuffle)
 
-        scale = k_map.shape[-1] / im_k.shape[-1]  # same input size for queries and keys
+        scale = region_spatial_scale(task.config)
+        check_region_map(k_map, im_k.shape[-2:], scale, "key view (data_momentum)")
         rois_k = sample["region_boxes_momentum"][0]
         loss.key = k
         loss.region_key = pool_regions(k_map, rois_k, loss.loss_config["roi_output_size"], scale)
         loss.query_rois = sample["region_boxes"][0]
         loss.spatial_scale = scale
+        loss.query_input_size = tuple(im_q.shape[-2:])
         loss.iteration = task.iteration
-        assert im_q.shape[-2:] == im_k.shape[-2:], "query and key views must have the same size"
 
 
 @register_hook_factory("temporal_contrastive")
 def temporal_contrastive_hooks(cfg):
     if cfg.LOSS.name != "temporal_contrastive_loss":
         return []
-    return [TemporalContrastiveHook(cfg.LOSS.temporal_contrastive_loss.get("momentum", 0.999),
+    return [TemporalContrastiveHook(loss_settings(cfg.LOSS.get("temporal_contrastive_loss", {}))["momentum"],
                                     shuffle_batch=not cfg.MODEL.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN)]

@@ -12,6 +12,7 @@ come from TemporalContrastiveHook, as VISSL's MoCoHook does for moco_loss. Queue
 gathered across ranks (identical on every rank) and saved in checkpoints with the encoder.
 """
 import logging
+import math
 import pprint
 from typing import List
 
@@ -25,8 +26,14 @@ from vissl_ext.config import ConfigError, register_config_validator, with_defaul
 from vissl_ext.registry import register_loss
 
 DEFAULTS = dict(embedding_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, frame_weight=1.0,
-                region_embedding_dim=128, region_queue_size=16384, region_temperature=0.2, region_weight=1.0,
+                region_embedding_dim=128, region_queue_size=65536, region_temperature=0.2, region_weight=1.0,
                 roi_output_size=3)
+
+
+def loss_settings(user) -> dict:
+    """config.LOSS.temporal_contrastive_loss merged over DEFAULTS (VISSL's ``name`` key dropped)."""
+    user = {k: v for k, v in dict(user or {}).items() if k != "name"}
+    return with_defaults(user, DEFAULTS, "config.LOSS.temporal_contrastive_loss")
 
 
 def pool_regions(feature_map: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float) -> torch.Tensor:
@@ -36,6 +43,17 @@ def pool_regions(feature_map: torch.Tensor, rois: torch.Tensor, output_size: int
     pooled = roi_align(feature_map, rois, output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=2,
                        aligned=True)
     return nn.functional.normalize(pooled.mean(dim=(2, 3)), dim=1)
+
+
+def check_region_map(fmap: torch.Tensor, input_hw, scale: float, what: str):
+    """The map must be the trunk's strided map of the input on both axes: with a trunk of another
+    stride every region would be pooled from the wrong place without any error."""
+    stride = round(1 / scale)
+    want = tuple(math.ceil(int(s) / stride) for s in input_hw)
+    if tuple(fmap.shape[-2:]) != want:
+        raise ValueError(f"temporal_contrastive_loss: the region map of the {what} is {tuple(fmap.shape[-2:])} for "
+                         f"an input of {tuple(int(s) for s in input_hw)}, but config.MODEL.TRUNK.REGION_FEATURE has "
+                         f"stride {stride} (expected {want})")
 
 
 def gather_variable(x: torch.Tensor) -> torch.Tensor:
@@ -81,11 +99,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
 class TemporalContrastiveLoss(ClassyLoss):
     def __init__(self, config: dict):
         super().__init__()
-        unknown = set(config) - set(DEFAULTS) - {"name"}
-        if unknown:
-            raise ValueError(f"config.LOSS.temporal_contrastive_loss: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        c = dict(DEFAULTS)
-        c.update({k: v for k, v in config.items() if k != "name"})
+        c = loss_settings(config)
         self.loss_config = c
         # initial negatives from a fixed generator: VISSL seeds each rank differently, and the
         # queues must be identical on every rank from the first step on
@@ -104,6 +118,7 @@ class TemporalContrastiveLoss(ClassyLoss):
         self.region_key = None
         self.query_rois = None
         self.spatial_scale = None
+        self.query_input_size = None
         self.iteration = -1
         self.last_terms = {}
 
@@ -133,6 +148,8 @@ class TemporalContrastiveLoss(ClassyLoss):
 
         rois = self.query_rois
         if rois is not None and rois.shape[0] > 0:
+            if self.query_input_size is not None:
+                check_region_map(region_map, self.query_input_size, self.spatial_scale, "query view (input)")
             qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale)
             loss_region = info_nce(qr, self.region_key, self.region_queue, c["region_temperature"])
         else:
@@ -183,9 +200,7 @@ def validate_temporal_contrastive_config(config):
     if config.LOSS.name != "temporal_contrastive_loss":
         return
     where = "config.LOSS.temporal_contrastive_loss"
-    user = dict(config.LOSS.get("temporal_contrastive_loss", {}) or {})
-    user.pop("name", None)
-    c = with_defaults(user, DEFAULTS, where)
+    c = loss_settings(config.LOSS.get("temporal_contrastive_loss", {}))
     for key in ("temperature", "region_temperature"):
         if not c[key] > 0:
             raise ConfigError(f"{where}.{key} must be > 0, got {c[key]}")
