@@ -17,10 +17,19 @@ if REPO not in sys.path:
 import vissl_ext  # noqa: E402,F401  (registers every component, applies compat fixes)
 
 
+def in_ci() -> bool:
+    """CI=true (GitHub Actions, GitLab, ... set it): CI has the shared data, so missing data is an error."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
 def shared_path(*parts: str) -> str:
-    """Path under ../shared/data; skips the calling test with a reason when it is absent."""
+    """Path under ../shared/data. When absent: the calling test fails under CI=true (a skip there
+    would hide a broken checkout), and is skipped with a reason elsewhere (a newcomer's clone)."""
     p = os.path.join(SHARED_DATA, *parts)
     if not os.path.exists(p):
+        if in_ci():
+            pytest.fail(f"needs {p}: missing under CI=true (set VISSL_EXT_SHARED_DATA or put ../shared/data "
+                        f"beside the checkout)", pytrace=False)
         pytest.skip(f"needs {p} (../shared/data is not beside this checkout)")
     return p
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import RandomResizedCrop
 
 from vissl_ext.data.box_transforms import (BoxedView, BoxRandomHorizontalFlip, BoxRandomResizedCrop, ImageOnly,
                                            RegionPair, RegionPairToViews, crop_boxes, flip_boxes)
@@ -43,18 +44,34 @@ def test_crop_and_flip_keep_boxes_on_their_pixels(as_array):
     torch.manual_seed(0)
     crop = BoxRandomResizedCrop(96, scale=(0.3, 1.0), min_visible=0.5, min_size=4)
     flip = BoxRandomHorizontalFlip(1.0)
-    checked = 0
+    checked, dropped = 0, 0
     for seed in range(40):
         img, boxes, ids = painted(seed=seed)
         if as_array:
             img = np.array(img)
+        rng_state = torch.get_rng_state()
         out = flip(crop(BoxedView(img, boxes, ids)))
         assert (out.img.shape[:2] if as_array else out.img.size) == (96, 96)
         for b, t in zip(out.boxes, out.ids):
             assert colour_share(out.img, b, COLOURS[t]) > 0.9
             checked += 1
-        # every dropped box really lost most of its area (or all of it) to the crop
-    assert checked > 50
+        # the crop window drawn (same generator state), and each box's pixels inside it counted
+        torch.set_rng_state(rng_state)
+        src = np.asarray(img)
+        top, left, h, w = RandomResizedCrop.get_params(torch.empty((3,) + src.shape[:2], device="meta"), crop.scale,
+                                                       crop.ratio)
+        for t in ids:
+            mask = (src == COLOURS[t]).all(-1)
+            inside = mask[top:top + h, left:left + w]
+            ys, xs = np.nonzero(inside)
+            share = inside.sum() / mask.sum()
+            big_enough = len(xs) and (np.ptp(xs) + 1) * 96 / w >= 4 and (np.ptp(ys) + 1) * 96 / h >= 4
+            if t in out.ids:
+                assert share >= 0.5 - 0.02 and big_enough
+            else:  # dropped: it lost more than half its area to the crop, or came out too thin
+                assert share < 0.5 + 0.02 or not big_enough, (seed, t, share)
+                dropped += 1
+    assert checked > 50 and dropped > 10
 
 
 def test_crop_boxes_against_direct_geometry():
