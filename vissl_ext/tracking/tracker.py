@@ -67,8 +67,9 @@ def tracks_from_matches(succ: torch.Tensor, boxes: torch.Tensor, R: int, min_len
 
 
 def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatures, p: TrackerParams,
-                decoder: str = "pyav") -> Tuple[List[Track], Dict]:
-    """Tracks of one video and counts of what was skipped (and time spent where)."""
+                decoder: str = "pyav", window: int = 0) -> Tuple[List[Track], Dict]:
+    """Tracks of one video and counts of what was skipped (and time spent where). ``window``:
+    frames read and matched per step (0: 4 trunk batches, at least Δ); the tracks do not depend on it."""
     n, R, D = entry.num_frames, p.num_regions, p.delta
     if len(props.boxes) != n:
         raise ValueError(f"proposals for '{entry.id}' cover {len(props.boxes)} frames but the manifest lists {n}: "
@@ -88,7 +89,9 @@ def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatu
     box_t = torch.zeros(n, R, 4)
     for i in usable:
         box_t[i, : len(boxes[i])] = torch.from_numpy(boxes[i])
-    window = max(4 * p.batch_size, D)
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
+    window = window or max(4 * p.batch_size, D)
     feats: Dict[int, torch.Tensor] = {}
     empty = torch.zeros(0, 1)
     usable_set = set(usable)
