@@ -1,6 +1,7 @@
 """detectron2 training and evaluation of the ADE20K head on a frozen, converted VISSL trunk.
 
-``Trainer`` is detectron2's DefaultTrainer with SemSegEvaluator (mIoU, pixel accuracy) and a test
+``Trainer`` is detectron2's DefaultTrainer with SemSegEvaluator (mIoU, pixel accuracy), the
+DeepLab training augmentation (resize, then crop: see ``build_train_augmentation``) and a test
 loader that does not read the ground truth (the evaluator reads it from the prepared PNGs).
 """
 import copy
@@ -13,7 +14,8 @@ import torch
 import vissl_ext.segmentation  # noqa: F401  (d2 compat fixes before detectron2 imports)
 from vissl_ext.segmentation.head import add_segmentation_config  # registers TwoLayerUpsampleHead
 from detectron2.config import get_cfg
-from detectron2.data import DatasetMapper, build_detection_test_loader
+from detectron2.data import DatasetMapper, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator
 from vissl_ext.segmentation.d2_compat import apply_engine_fixes
@@ -87,6 +89,24 @@ def check_trunk_loaded(model, weights: str) -> int:
     return checked
 
 
+def build_train_augmentation(cfg):
+    """ResizeShortestEdge(INPUT.MIN_SIZE_TRAIN, e.g. 256..1024) THEN RandomCrop(INPUT.CROP.SIZE,
+    e.g. 512x512), then a horizontal flip: DeepLab's ADE20K recipe (its build_sem_seg_train_aug).
+    detectron2 v0.6's DatasetMapper puts the crop first, which gives squares of 320..1024 px.
+    A crop never exceeds the resized image: where the resized image is smaller than the crop on a
+    side, the sample keeps that side, and the batch pads it (images with 0, labels with
+    MODEL.SEM_SEG_HEAD.IGNORE_VALUE, so padding never counts in the loss)."""
+    augs = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)]
+    if cfg.INPUT.CROP.ENABLED:
+        augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+    augs.append(T.RandomFlip())
+    return augs
+
+
+def build_train_mapper(cfg):
+    return DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentation(cfg))
+
+
 class _WithoutGroundTruth:
     """DatasetMapper for evaluation that skips reading the label PNG (SemSegEvaluator reads it)."""
 
@@ -100,6 +120,10 @@ class _WithoutGroundTruth:
 
 
 class Trainer(DefaultTrainer):
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
