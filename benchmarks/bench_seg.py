@@ -5,7 +5,10 @@ outside the trunk's forward pass (data loading, head, loss/backward/optimizer, e
 One process, one run: the trunk's forward time is measured inside the same steps (hooks on the
 backbone), so the share compares like with like. Aim: <= 25% outside the trunk.
 
-    python benchmarks/bench_seg.py [--size 256] [--iters 8] [--eval-passes 3] [--workers 1]
+    python benchmarks/bench_seg.py [--size 0] [--iters 8] [--eval-passes 3] [--workers 1]
+
+By default it measures the shipped recipe: short side drawn from 256..1024, then a 512x512 crop,
+evaluation at short side 512. ``--size N`` fixes the short side, crop and test size to N instead.
 
 Uses ../shared/data/ade20k_sceneparsing (3 validation images), ResNet-50, random weights, CPU
 unless a GPU is present.
@@ -23,7 +26,6 @@ sys.path.insert(0, REPO)
 
 import vissl_ext.segmentation  # noqa: E402,F401  (d2 compat fixes first)
 import torch  # noqa: E402
-from detectron2.data import build_detection_train_loader  # noqa: E402
 from detectron2.evaluation import SemSegEvaluator, inference_on_dataset  # noqa: E402
 from detectron2.solver import build_optimizer  # noqa: E402
 
@@ -51,7 +53,8 @@ class TrunkTimer:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.path.join(os.path.dirname(REPO), "shared", "data", "ade20k_sceneparsing"))
-    p.add_argument("--size", type=int, default=256, help="short side (train crop size and test size)")
+    p.add_argument("--size", type=int, default=0,
+                   help="0: the config's multi-scale training and test sizes; N: short side, crop and test size N")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--iters", type=int, default=8, help="timed training iterations (after 2 warm-up)")
     p.add_argument("--eval-passes", type=int, default=3, help="evaluation passes over the images (after 1 warm-up)")
@@ -64,11 +67,12 @@ def main():
     tmp = tempfile.mkdtemp(prefix="bench_seg_")
     ade20k.prepare(args.data, tmp, progress=False)
     ade20k.register(tmp)
-    s = str(args.size)
-    cfg = setup_cfg(DEFAULT_CONFIG, [
-        "MODEL.DEVICE", device, "DATASETS.TRAIN", '("ade20k_vissl_val",)', "SOLVER.IMS_PER_BATCH", str(args.batch),
-        "INPUT.MIN_SIZE_TRAIN", f"({s},)", "INPUT.CROP.SIZE", f"({s}, {s})", "INPUT.MIN_SIZE_TEST", s,
-        "DATALOADER.NUM_WORKERS", str(args.workers), "OUTPUT_DIR", tmp])
+    opts = ["MODEL.DEVICE", device, "DATASETS.TRAIN", '("ade20k_vissl_val",)', "SOLVER.IMS_PER_BATCH", str(args.batch),
+            "DATALOADER.NUM_WORKERS", str(args.workers), "OUTPUT_DIR", tmp]
+    if args.size:
+        s = str(args.size)
+        opts += ["INPUT.MIN_SIZE_TRAIN", f"({s},)", "INPUT.CROP.SIZE", f"({s}, {s})", "INPUT.MIN_SIZE_TEST", s]
+    cfg = setup_cfg(DEFAULT_CONFIG, opts)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = Trainer.build_model(cfg)
     timer = TrunkTimer(model.backbone, sync)
@@ -77,7 +81,7 @@ def main():
 
     # ---- head training (the loop of detectron2's SimpleTrainer.run_step)
     model.train()
-    loader = iter(build_detection_train_loader(cfg))
+    loader = iter(Trainer.build_train_loader(cfg))  # the training augmentation of real runs
     for _ in range(2):  # warm-up
         losses = sum(model(next(loader)).values())
         optimizer.zero_grad()
@@ -123,7 +127,9 @@ def main():
     eval_imgs = len(test_loader) * args.eval_passes
 
     out = {
-        "device": device, "threads": torch.get_num_threads(), "short_side": args.size, "batch": args.batch,
+        "device": device, "threads": torch.get_num_threads(), "batch": args.batch,
+        "train_short_sides": list(cfg.INPUT.MIN_SIZE_TRAIN), "crop": list(cfg.INPUT.CROP.SIZE),
+        "test_short_side": cfg.INPUT.MIN_SIZE_TEST,
         "head_trainable_params": n_params,
         "train_images_per_s": round(train_imgs / train_wall, 3),
         "train_trunk_only_images_per_s": round(train_imgs / train_trunk, 3),

@@ -133,7 +133,7 @@ def test_coco_boxes_folder_and_counted_skips(tmp_path):
     assert s["crops"] == 3 and s["per_class"] == {"dog": 1, "person": 1, "car": 1}
     assert s["skipped"] == {"zero_area": 1, "too_small": 1, "crowd": 1, "unknown_category": 1, "missing_image": 1,
                             "missing_field": 1}
-    assert s["classes"] == ["person", "car", "dog"]  # sorted by category id: targets 0, 1, 2
+    assert s["classes"] == ["car", "dog", "person"]  # the ImageFolder's order, not the category ids (18, 1, 3)
     assert Image.open(out / "images" / "dog" / "1_10.jpg").size == (148, 132)
     # COCO boxes are continuous [x, y, w, h]: floor/ceil to whole pixels, clipped to the 353x500 image
     assert Image.open(out / "images" / "person" / "1_11.jpg").size == (348 - 7, 500 - 10)
@@ -141,7 +141,7 @@ def test_coco_boxes_folder_and_counted_skips(tmp_path):
 
     folder = ImageFolder(str(out / "images"))
     assert sorted(folder.classes) == ["car", "dog", "person"] and len(folder) == 3
-    assert list(np.load(out / "train_targets.npy")) == [2, 0, 1]
+    assert list(np.load(out / "train_targets.npy")) == [0, 1, 2]
     # what the MoCo pretraining on MSCOCO Boxes reads (docs/linear_probes.md), through VISSL
     from vissl.data import build_dataset
     from vissl_ext_testing import compose
@@ -166,3 +166,38 @@ def test_cli(tmp_path):
     p = subprocess.run([sys.executable, tool, "coco", str(tmp_path / "none.json"), "--images", ".", "--out",
                         str(tmp_path / "c")], capture_output=True, text=True)
     assert p.returncode == 2 and "none.json" in p.stderr
+
+
+def test_coco_lists_and_image_folder_give_each_crop_the_same_label(tmp_path):
+    """A small COCO JSON on real VOC images, with category ids in another order than the names
+    (and a category without crops): train_targets/labels.npy, the ImageFolder tree and the class
+    list must agree on every crop, and the label must be the annotation's category."""
+    from torchvision.datasets import ImageFolder
+
+    voc = shared_path("voc_mmfewshot", "VOCdevkit", "VOC2007", "JPEGImages")
+    files = sorted(os.listdir(voc))[:4]
+    cats = [{"id": 1, "name": "zebra"}, {"id": 2, "name": "apple"}, {"id": 7, "name": "Mango"},
+            {"id": 9, "name": "no crops"}, {"id": 11, "name": "cat"}]
+    anns, cid_of = [], {}
+    for i, _ in enumerate(files):
+        for j, cid in enumerate([1, 2, 7, 11][i:] + [1, 2, 7, 11][:i]):
+            aid = 100 + 10 * i + j
+            anns.append({"id": aid, "image_id": i + 1, "category_id": cid, "bbox": [5 + 7 * j, 9 + 3 * j, 40 + 5 * j, 30 + j]})
+            cid_of[f"{i + 1}_{aid}.jpg"] = cid
+    coco = {"images": [{"id": i + 1, "file_name": f} for i, f in enumerate(files)], "categories": cats, "annotations": anns}
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    out = tmp_path / "boxes"
+    s = build_coco(str(tmp_path / "instances.json"), voc, str(out), progress=False)
+    assert s["crops"] == 16
+    names = {c["id"]: c["name"] for c in cats}
+
+    folder = ImageFolder(str(out / "images"))
+    paths = [str(p) for p in np.load(out / "train_images.npy")]
+    targets = np.load(out / "train_targets.npy")
+    labels = np.load(out / "train_labels.npy")
+    assert folder.classes == s["class_folders"] and len(s["classes"]) == 4 == labels.shape[1]
+    # row i of the lists is sample i of the ImageFolder (disk_folder + LABEL_PATHS pairs them by row)
+    assert [p for p, _ in folder.samples] == paths
+    assert [t for _, t in folder.samples] == targets.tolist() == labels.argmax(1).tolist()
+    for p, t in zip(paths, targets):
+        assert s["classes"][t] == names[cid_of[os.path.basename(p)]]  # the annotation's own category

@@ -7,7 +7,10 @@
   softmax probes) and ``<split>_boxes.json`` (source image, box, class of every crop).
 * **MSCOCO Boxes** (:func:`build_coco`): from a COCO instances JSON, an ImageFolder-style tree
   ``<out>/images/<category>/<image id>_<annotation id>.jpg`` for pretraining (VISSL
-  ``disk_folder``), plus ``<out>/train_images.npy`` / ``train_targets.npy``.
+  ``disk_folder``), plus ``<out>/train_images.npy`` / ``train_targets.npy`` / ``train_labels.npy``
+  in the ImageFolder's order: classes sorted by folder name (not by COCO category id), samples
+  sorted by folder then file name, so the lists and the folder pair each image with the same
+  label. ``summary.json`` lists the classes in target order (``classes``, ``class_folders``).
 
 Options: ``min_size`` (boxes with a side below it, in pixels, are skipped), ``context`` (each side
 grows by this fraction of the box size, clipped to the image). Bad input is skipped, counted by
@@ -204,8 +207,12 @@ def build_coco(annotations: str, image_dir: str, out_dir: str, min_size: float =
             skips.add("missing_field", annotations, f"category {c}")
             continue
         cats[c["id"]] = c["name"]
-    cat_ids = sorted(cats)
-    cat_index = {cid: i for i, cid in enumerate(cat_ids)}
+    folder_of = {cid: _safe_name(name) for cid, name in cats.items()}
+    clash = Counter(folder_of.values())
+    for cid, folder in folder_of.items():
+        if clash[folder] > 1:
+            raise ValueError(f"{annotations}: categories {sorted(c for c in cats if folder_of[c] == folder)} "
+                             f"would share the folder '{folder}'")
     images = {}
     for im in data["images"]:
         if "id" not in im or "file_name" not in im:
@@ -245,14 +252,22 @@ def build_coco(annotations: str, image_dir: str, out_dir: str, min_size: float =
                     skips.add("zero_area", path, f"annotation {ann['id']}: bbox {ann['bbox']} outside the image")
                     continue
                 name = cats[ann["category_id"]]
-                folder = os.path.join(out_dir, "images", _safe_name(name))
+                folder = os.path.join(out_dir, "images", folder_of[ann["category_id"]])
                 os.makedirs(folder, exist_ok=True)
                 out = os.path.abspath(os.path.join(folder, f"{iid}_{ann['id']}.jpg"))
                 _save_crop(im, crop, out, quality)
-                records.append({"image": out, "source": path, "class": name, "target": cat_index[ann["category_id"]],
+                records.append({"image": out, "source": path, "class": name, "category_id": ann["category_id"],
                                 "box": list(ann["bbox"]), "crop": list(crop), "annotation_id": ann["id"]})
-    _write_lists(out_dir, "train", records, len(cat_ids))
-    summary = {"classes": [cats[c] for c in cat_ids], "min_size": min_size, "context": context,
+    # torchvision's ImageFolder (VISSL disk_folder): classes = the folders, sorted by name (only
+    # those holding a crop); samples sorted by class, then file name. The lists follow it.
+    folders = sorted({folder_of[r["category_id"]] for r in records})
+    index = {f: i for i, f in enumerate(folders)}
+    for r in records:
+        r["target"] = index[folder_of[r["category_id"]]]
+    records.sort(key=lambda r: (r["target"], os.path.basename(r["image"])))
+    _write_lists(out_dir, "train", records, len(folders))
+    name_of = {folder_of[c]: cats[c] for c in cats}
+    summary = {"classes": [name_of[f] for f in folders], "class_folders": folders, "min_size": min_size, "context": context,
                "crops": len(records), "per_class": dict(Counter(r["class"] for r in records)),
                "skipped": dict(skips.counts), "skipped_examples": skips.examples}
     write_json_atomic(os.path.join(out_dir, "summary.json"), summary, indent=1)
