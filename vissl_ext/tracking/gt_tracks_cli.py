@@ -4,7 +4,8 @@ a video manifest over the frames in place plus tracks in the Region Tracker's fo
     python tools/build_gt_tracks.py /data/GOT-10k/train /data/got10k_tracks --layout got10k
     python tools/build_gt_tracks.py /data/TrackingNet /data/trackingnet_tracks --layout trackingnet
 
-Writes <out>/manifest.json and <out>/tracks/{index.json, videos/<seq>.json}. GOT-10k frames
+Writes <out>/manifest.json and <out>/tracks/{index.json, videos/<seq>.json}; train on them with
+config=pretrain/gt_tracks config.DATA.TRAIN.DATA_PATHS=[<out>/tracks]. GOT-10k frames
 whose absence.label is 1 or whose cover.label is below --min-cover are left out of the track;
 malformed lines are counted, logged and skipped.
 """

@@ -36,7 +36,7 @@ CACHE_VERSION = 1
 class ProposalParams:
     mode: str = "fast"  # fast | quality | single (OpenCV's three strategies)
     ss_short_side: int = 224  # selective search input: short side resized to this (0: as stored; never upsampled)
-    min_side: float = 16.0  # px of the stored frame: smaller regions pool to < 1 res4 cell
+    min_side: float = 16.0  # px of the stored frame (one res4 cell only when stored at the tracker's input size)
     max_aspect: float = 3.0  # max(w/h, h/w): slivers are edges, not objects
     min_size_ratio: float = 0.01  # box area / frame area: tiny regions carry little content
     max_size_ratio: float = 0.8  # near-whole-frame boxes are the frame, not a region
