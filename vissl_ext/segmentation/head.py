@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import vissl_ext.segmentation  # noqa: F401  (d2 compat fixes before detectron2 imports)
+from vissl_ext.segmentation import d2_compat  # noqa: F401  (the package applies the d2 fixes before detectron2 imports)
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
