@@ -96,6 +96,8 @@ def _fix_broadcast_object():
     import classy_vision.generic.distributed_util as du
     import torch
 
+    from vissl_ext.safe_load import torch_load_bytes
+
     if getattr(du.broadcast_object, "_vissl_ext", False):
         return
 
@@ -111,7 +113,9 @@ def _fix_broadcast_object():
             return obj
         length = du.broadcast(torch.LongTensor([0]), src=src)
         data_tensor = du.broadcast(torch.empty([int(length.item())], dtype=torch.uint8), src=src)
-        return torch.load(io.BytesIO(data_tensor.numpy().tobytes()), weights_only=False)
+        # weights_only, as the host's torch.load default: what rank 0 sends is a checkpoint it
+        # loaded with weights_only=True
+        return torch_load_bytes(data_tensor.numpy().tobytes())
 
     broadcast_object._vissl_ext = True
     du.broadcast_object = broadcast_object
@@ -180,6 +184,14 @@ def _quiet_hydra_version_base():
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated.*")
 
 
+def _mask_secrets_in_env_dumps():
+    # VISSL's engines log every environment variable (vissl.utils.env.print_system_env_info):
+    # API tokens and cloud keys set in the shell would reach the console and log.txt.
+    from vissl_ext.env_masking import mask_vissl_env_printing
+
+    mask_vissl_env_printing()
+
+
 def apply():
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -194,4 +206,5 @@ def apply():
     _fix_broadcast_object()
     _fix_checkpoint_writes_and_resume()
     _fix_fvcore_checkpointer_save()
+    _mask_secrets_in_env_dumps()
     _APPLIED = True

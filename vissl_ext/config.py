@@ -2,6 +2,7 @@
 dataclasses from dicts, and validation at config time (in the launcher, before any worker
 starts) so that a wrong value fails with a message naming the key. Components register their
 own validators (e.g. vissl_ext/data/video_config.py for config.DATA.<split>.VIDEO)."""
+import os
 from typing import Any, Dict, List
 
 class ConfigError(ValueError):
@@ -38,6 +39,22 @@ def register_config_validator(fn):
     if fn not in _VALIDATORS:
         _VALIDATORS.append(fn)
     return fn
+
+
+@register_config_validator
+def _validate_params_file(config):
+    """config.MODEL.WEIGHTS_INIT.PARAMS_FILE, when it is a file, must load safely (VISSL's own
+    load is weights_only too, but refuses a crafted file deep inside a worker; here it is one
+    line before any worker starts). Host configs carry placeholders: those are VISSL's to judge."""
+    from vissl_ext.safe_load import UnsafeFileError, torch_load
+
+    params = (config.get("MODEL", {}).get("WEIGHTS_INIT", {}) or {}).get("PARAMS_FILE", "")
+    if not params or not os.path.isfile(params):  # remote (g_pathmgr) paths, placeholders
+        return
+    try:
+        torch_load(params, mmap=True, flag_hint=False)
+    except UnsafeFileError as e:
+        raise ConfigError(f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE: {e}") from None
 
 
 def validate_config(config):

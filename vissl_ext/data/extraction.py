@@ -21,7 +21,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from vissl_ext.data.manifest import VideoEntry, save_manifest
+from vissl_ext.data.manifest import VideoEntry, VideoManifestError, save_manifest
 from vissl_ext.data.video_io import (
     VideoDecodeError,
     decode_sequential,
@@ -31,7 +31,7 @@ from vissl_ext.data.video_io import (
     is_video_file,
     probe_video,
 )
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils_io import check_file_id, write_json_atomic
 
 META = "meta.json"
 
@@ -210,6 +210,7 @@ def load_finished(frames_root: str, vid: str) -> Optional[VideoEntry]:
     with open(meta) as f:
         d = json.load(f)
     d["frames_dir"] = os.path.join(frames_root, vid)
+    check_file_id(d.get("id"), meta, VideoManifestError)
     return VideoEntry(**d)
 
 
@@ -229,7 +230,9 @@ def collect_manifest(out_dir: str) -> List[VideoEntry]:
         for name in sorted(os.listdir(index_root)):
             if name.endswith(".json"):
                 with open(os.path.join(index_root, name)) as f:
-                    entries.append(VideoEntry(**json.load(f)))
+                    d = json.load(f)
+                check_file_id(d.get("id"), os.path.join(index_root, name), VideoManifestError)
+                entries.append(VideoEntry(**d))
     return entries
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 from vissl_ext.data.video_io import VideoInfo
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils_io import check_file_id, write_json_atomic
 
 MANIFEST_FORMAT = "vissl_ext.video_manifest"
 MANIFEST_VERSION = 1
@@ -100,6 +100,7 @@ def load_manifest(path: str, check_files: bool = True) -> List[VideoEntry]:
         if unknown or "id" not in d or "frame_indices" not in d:
             raise VideoManifestError(f"{path}: video #{i} is malformed (unknown keys {sorted(unknown)}, needs 'id' and 'frame_indices')")
         v = VideoEntry(**d)
+        check_file_id(v.id, f"{path}: video #{i}", VideoManifestError)  # tools write <out>/<id>.*
         if v.frames_dir is not None:
             v.frames_dir = os.path.normpath(os.path.join(root, v.frames_dir))
             if v.frames is None or len(v.frames) != len(v.frame_indices):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from vissl_ext.data.manifest import VideoEntry
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils_io import check_file_id, write_json_atomic
 
 TRACKS_FORMAT = "vissl_ext.tracks"
 INDEX_FORMAT = "vissl_ext.tracks_index"
@@ -59,8 +59,7 @@ def _as_json_track(t) -> dict:
 
 def save_video_tracks(tracks_dir: str, video_id: str, frame_size: Sequence[int], tracks: Iterable) -> str:
     """Validate and write ``<tracks_dir>/videos/<video_id>.json`` atomically; returns its path."""
-    if "/" in video_id or "\\" in video_id or video_id in ("", ".", ".."):
-        raise TracksError(f"video id {video_id!r} cannot name a file; use the manifest's ids (tools/extract_frames.py makes them safe)")
+    check_file_id(video_id, f"{tracks_dir}: tracks of a video", TracksError)
     doc = {"format": TRACKS_FORMAT, "version": TRACKS_VERSION, "video_id": video_id,
            "frame_size": [int(frame_size[0]), int(frame_size[1])], "tracks": [_as_json_track(t) for t in tracks]}
     path = os.path.join(tracks_dir, video_tracks_relpath(video_id))
@@ -125,6 +124,8 @@ def load_tracks_index(path_or_dir: str) -> Tuple[str, Dict[str, str], dict]:
         raise TracksError(f"{path}: kind {doc.get('kind')!r} is not one of {KINDS}")
     if not isinstance(doc.get("videos"), dict) or not isinstance(doc.get("manifest"), str):
         raise TracksError(f"{path}: needs 'manifest' (a path) and 'videos' ({{id: file}})")
+    for vid in doc["videos"]:  # tools write <out>/<id>.* per video
+        check_file_id(vid, f"{path}: video entry", TracksError)
     root = os.path.dirname(os.path.abspath(path))
     manifest = os.path.normpath(os.path.join(root, doc["manifest"]))
     videos = {vid: os.path.normpath(os.path.join(root, rel)) for vid, rel in doc["videos"].items()}

@@ -316,7 +316,7 @@ def build_folders(root: str, invariance: str = "custom", image_size: int = DEFAU
     if not entries:
         raise RISManifestError(f"{root}: no images in root/<trajectory>/ or root/<class>/<trajectory>/ folders")
     _log_skips("folders", skipped, examples)
-    return RISManifest(entries=entries, set=os.path.basename(root.rstrip("/")) or "custom", invariance=invariance,
+    return RISManifest(entries=entries, set=os.path.basename(os.path.abspath(root)) or "custom", invariance=invariance,
                        image_size=image_size, skipped=dict(skipped), source=root)
 
 

@@ -21,6 +21,7 @@ import torch
 
 from vissl_ext.config import ConfigError, register_config_validator, with_defaults
 from vissl_ext.invariance.ris import default_threads
+from vissl_ext.safe_load import torch_load
 
 RIS_DEFAULTS = {
     "MODEL_NAME": "",  # row label in the table (default: the PARAMS_FILE name, or "random_init")
@@ -161,7 +162,7 @@ def check_params_file(cfg):
     params = cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE
     if not params or cfg.MODEL.TRUNK.NAME != "resnet" or cfg.MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME != "classy_state_dict":
         return
-    ckpt = torch.load(params, map_location="cpu", weights_only=False)
+    ckpt = torch_load(params, flag_hint=False)  # safe (weights_only); the launcher's config check loaded it already
     try:
         trunk = ckpt["classy_state_dict"]["base_model"]["model"]["trunk"]
     except (KeyError, TypeError):

@@ -44,13 +44,20 @@ def load_features(path: str, num_images: Optional[int] = None, layer: Optional[s
         if num_images is not None and (len(inds) != num_images or not np.array_equal(inds, np.arange(num_images))):
             raise FeatureFileError(f"{path}: features for {len(inds)} images (indices {inds[:3]}...), "
                                    f"the manifest lists {num_images}; extracted from another manifest?")
-    elif path.endswith(".npy"):
-        feats = np.load(path, mmap_mode="r" if mmap else None)
-    elif path.endswith(".npz"):
-        with np.load(path) as z:
-            if "features" not in z:
-                raise FeatureFileError(f"{path}: an .npz needs an array named 'features'; has {list(z.keys())}")
-            feats = z["features"]
+    elif path.endswith((".npy", ".npz")):
+        try:  # allow_pickle=False: an object array (pickled Python objects) is refused
+            if path.endswith(".npy"):
+                feats = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    if "features" not in z:
+                        raise FeatureFileError(f"{path}: an .npz needs an array named 'features'; has {list(z.keys())}")
+                    feats = z["features"]
+        except ValueError as e:
+            if isinstance(e, FeatureFileError):
+                raise
+            raise FeatureFileError(f"{path}: refused to load: {' '.join(str(e).split())} (features must be a "
+                                   "numeric array)") from None
     else:
         raise FeatureFileError(f"{path}: unknown feature file; give .npy/.npz [N, D] in manifest order, or a "
                                "folder written by VISSL's extract engine")
@@ -61,11 +68,12 @@ def load_features(path: str, num_images: Optional[int] = None, layer: Optional[s
     return feats
 
 
-def load_reference_alldata(path: str):
-    """The public code's alldata.pth: (features, trajectory ids, classes or None)."""
-    import torch
+def load_reference_alldata(path: str, trust_pickle: bool = False):
+    """The public code's alldata.pth: (features, trajectory ids, classes or None), loaded safely
+    (tensors, numpy arrays, plain containers) unless ``trust_pickle``."""
+    from vissl_ext.safe_load import torch_load
 
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    data = torch_load(path, trust_pickle=trust_pickle)
     if not isinstance(data, dict) or "feat" not in data or "instance" not in data:
         raise FeatureFileError(f"{path}: expected the public code's dict with 'feat' and 'instance'")
     feats = np.asarray(data["feat"])

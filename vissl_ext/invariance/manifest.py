@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils_io import check_file_id, write_json_atomic
 
 FORMAT = "vissl_ext.ris_manifest"
 VERSION = 1
@@ -124,10 +124,11 @@ def load_ris_manifest(path: str) -> RISManifest:
                                 box=_check_box(e.get("box"), where), meta=e.get("meta") or {}))
     if not entries:
         raise RISManifestError(f"{path}: the manifest lists no image")
+    set_name = check_file_id(str(data.get("set", "custom")), f"{path}: set", RISManifestError)  # names result files
     size = data.get("image_size", 224)
     if not isinstance(size, int) or size <= 0:
         raise RISManifestError(f"{path}: image_size must be a positive integer, got {size!r}")
-    return RISManifest(entries=entries, set=str(data.get("set", "custom")),
+    return RISManifest(entries=entries, set=set_name,
                        invariance=str(data.get("invariance", "custom")), image_size=size,
                        skipped=dict(data.get("skipped") or {}), source=str(data.get("source", "")),
                        path=os.path.abspath(path))

@@ -10,23 +10,26 @@ from tqdm import tqdm
 
 from vissl_ext.invariance.images import load_ris_image
 from vissl_ext.invariance.manifest import RISManifest
+from vissl_ext.safe_load import torch_load
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def load_torchvision_model(arch: str, weights: Optional[str] = None, state_dict_key: str = "",
-                           strip_prefixes=("module.", "encoder_q.", "backbone.")) -> torch.nn.Module:
+                           strip_prefixes=("module.", "encoder_q.", "backbone."),
+                           trust_pickle: bool = False) -> torch.nn.Module:
     """torchvision ``arch`` with random init, then the state dict in ``weights`` (a torch file;
     ``state_dict_key`` picks a nested dict, e.g. "state_dict" of MoCo checkpoints). Keys are
-    stripped of DDP/MoCo prefixes; missing trunk keys are an error, extra (head) keys are logged."""
+    stripped of DDP/MoCo prefixes; missing trunk keys are an error, extra (head) keys are logged.
+    The file is loaded safely (vissl_ext.safe_load) unless ``trust_pickle``."""
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():
         raise ValueError(f"unknown torchvision architecture {arch!r}; e.g. resnet50, resnet18")
     model = tvm.get_model(arch, weights=None)
     if weights:
-        ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+        ckpt = torch_load(weights, trust_pickle=trust_pickle)
         sd = ckpt
         for k in filter(None, state_dict_key.split(".")):
             sd = sd[k]
@@ -89,4 +92,4 @@ def extract_torchvision_features(model: torch.nn.Module, manifest: RISManifest, 
     out.flush()
     del out
     os.replace(out_path + ".partial.npy", out_path)
-    return np.load(out_path, mmap_mode="r")
+    return np.load(out_path, mmap_mode="r", allow_pickle=False)

@@ -25,6 +25,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from vissl_ext.safe_load import torch_load
 from vissl_ext.utils_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -70,13 +71,14 @@ def convert_trunk_state(trunk_state: Dict[str, torch.Tensor], prefix: str = "") 
     return {prefix + n: trunk_state[k].detach().cpu() for k, n in zip(keys, names)}
 
 
-def load_vissl_trunk_state(path: str) -> Dict[str, torch.Tensor]:
-    """The trunk state dict (VISSL names) of a VISSL checkpoint, consolidated dict or torchvision file."""
+def load_vissl_trunk_state(path: str, trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
+    """The trunk state dict (VISSL names) of a VISSL checkpoint, consolidated dict or torchvision
+    file, loaded safely (vissl_ext.safe_load)."""
     from vissl_ext.tracking.trunk import TrunkMismatchError, trunk_state_from_checkpoint
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = torch_load(path, trust_pickle=trust_pickle)
     try:
         return trunk_state_from_checkpoint(obj)
     except TrunkMismatchError as e:
@@ -99,9 +101,9 @@ def save_d2_weights(state: Dict[str, torch.Tensor], output: str, matching_heuris
         raise ValueError(f"{output}: use a .pkl (detectron2 model-zoo format) or .pth output name")
 
 
-def convert_checkpoint(input_path: str, output: str, prefix: str = "") -> Dict[str, np.ndarray]:
+def convert_checkpoint(input_path: str, output: str, prefix: str = "", trust_pickle: bool = False) -> Dict[str, np.ndarray]:
     """Convert ``input_path`` (see :func:`load_vissl_trunk_state`) to ``output``; returns the state."""
-    state = convert_trunk_state(load_vissl_trunk_state(input_path), prefix=prefix)
+    state = convert_trunk_state(load_vissl_trunk_state(input_path, trust_pickle), prefix=prefix)
     save_d2_weights(state, output, matching_heuristics=not prefix, source=os.path.abspath(input_path))
     logger.info(f"converted {len(state)} trunk tensors: {input_path} -> {output}")
     return state

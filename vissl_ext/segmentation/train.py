@@ -7,7 +7,6 @@ loader that does not read the ground truth (the evaluator reads it from the prep
 import copy
 import logging
 import os
-import pickle
 
 import torch
 
@@ -19,8 +18,11 @@ from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator
 from vissl_ext.segmentation.d2_compat import apply_engine_fixes
+from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
+from vissl_ext.safe_load import load_pickle, torch_load
 
 apply_engine_fixes()
+install_safe_checkpointer()
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +45,17 @@ def setup_cfg(config_file: str = DEFAULT_CONFIG, opts=()):
     return cfg
 
 
-def is_vissl_checkpoint(path: str) -> bool:
-    """A VISSL/torchvision checkpoint to convert (not a detectron2 weights file)."""
+def is_vissl_checkpoint(path: str, trust_pickle: bool = False) -> bool:
+    """A VISSL/torchvision checkpoint to convert (not a detectron2 weights file). Loading it is
+    also the safety check (vissl_ext.safe_load) before any worker starts."""
     if path.endswith(".pkl"):
+        load_pickle(path, trust_pickle=trust_pickle)
         return False
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = torch_load(path, trust_pickle=trust_pickle)
     return not (isinstance(obj, dict) and "model" in obj and ("__author__" in obj or "iteration" in obj))
 
 
-def prepare_weights(weights: str, output_dir: str) -> str:
+def prepare_weights(weights: str, output_dir: str, trust_pickle: bool = False) -> str:
     """detectron2 weights for ``weights``: VISSL checkpoints are converted into ``output_dir``."""
     from vissl_ext.segmentation.convert import convert_checkpoint
 
@@ -59,20 +63,19 @@ def prepare_weights(weights: str, output_dir: str) -> str:
         return ""
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"--weights {weights}: no such file")
-    if not is_vissl_checkpoint(weights):
+    if not is_vissl_checkpoint(weights, trust_pickle):
         return weights
     out = os.path.join(output_dir, "trunk_d2.pkl")
-    convert_checkpoint(weights, out)
+    convert_checkpoint(weights, out, trust_pickle=trust_pickle)
     return out
 
 
-def check_trunk_loaded(model, weights: str) -> int:
+def check_trunk_loaded(model, weights: str, trust_pickle: bool = False) -> int:
     """Every backbone tensor must equal the one in our converted ``weights`` (no silent random
     init); returns how many were checked. Files not written by vissl_ext are not checked."""
     if not weights or not weights.endswith(".pkl"):
         return 0
-    with open(weights, "rb") as f:
-        data = pickle.load(f)
+    data = load_pickle(weights, trust_pickle=trust_pickle)
     if data.get("__author__") != "vissl_ext":
         return 0
     backbone = model.module.backbone if hasattr(model, "module") else model.backbone

@@ -10,6 +10,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from vissl_ext.safe_load import torch_load
+
 DEFAULT_CONFIG = "pretrain/moco_video_baseline"
 # VISSL ResNe(X)t block order; a feature needs every block up to its own
 _RESNET_BLOCKS = ["conv1", "bn1", "conv1_relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
@@ -107,17 +109,17 @@ def load_trunk_weights(trunk: torch.nn.Module, state: Dict[str, torch.Tensor], f
 
 
 def load_tracker_trunk(checkpoint: str = None, config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (),
-                       feature: str = "res4") -> torch.nn.Module:
+                       feature: str = "res4", trust_pickle: bool = False) -> torch.nn.Module:
     """Build the trunk from a composed VISSL config; load ``checkpoint`` (None or 'random':
     random init from a fixed seed, for tests and smoke runs: every shard and process gets the same
-    weights). Returned in eval mode."""
+    weights) safely (vissl_ext.safe_load). Returned in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         trunk = build_trunk(compose_model_config(config, overrides))
     if checkpoint and checkpoint != "random":
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        obj = torch_load(checkpoint, trust_pickle=trust_pickle)
         try:
             state = trunk_state_from_checkpoint(obj)
         except TrunkMismatchError as e:
