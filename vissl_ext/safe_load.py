@@ -12,6 +12,7 @@ Anything else is refused with :class:`UnsafeFileError`: one line naming the file
 holds. ``trust_pickle=True`` (the ``--trust-pickle`` flag of the tools) loads a legacy pickle
 the old way; it runs whatever code the file carries.
 """
+import _compat_pickle
 import codecs
 import io
 import logging
@@ -56,6 +57,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that constructs only numpy arrays/scalars/dtypes and plain containers."""
 
     def find_class(self, module, name):
+        # Python 2 names (protocol < 3: __builtin__.set, copy_reg, ...) as the stock unpickler maps them
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _NUMPY_GLOBALS or (module, name) in _CONTAINER_GLOBALS:
             return super().find_class(module, name)
         if (module, name) == ("_codecs", "encode"):
@@ -76,9 +80,12 @@ def load_pickle(path: str, trust_pickle: bool = False, encoding: str = "latin1")
             logger.warning(f"{path}: loading with full pickle (--trust-pickle): it may run code")
             return pickle.load(f, encoding=encoding)
         try:
-            return RestrictedUnpickler(f, encoding=encoding).load()
+            data = RestrictedUnpickler(f, encoding=encoding).load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
             raise _refuse(path, f"not a pickle of arrays and plain containers ({_one_line(e)})") from None
+        if f.read(1):  # a .pkl is one pickle; more (e.g. a legacy torch file) is not what we read
+            raise _refuse(path, "more than one pickle in the file (a torch checkpoint? load it as one)")
+    return data
 
 
 def _torch_safe_globals():
