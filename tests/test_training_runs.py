@@ -34,17 +34,33 @@ def test_two_iterations_on_shared_videos(video_frames_dir, tmp_path):
     assert "_feature_blocks.layer3.0.conv1.weight" in trunk
 
 
+SECRETS = {"MY_API_TOKEN": "tok-5f0c9a", "AWS_SECRET_ACCESS_KEY": "aws-77e1b2", "db_password": "pw-31d8c4",
+           "HF_AUTH": "auth-0b6e53", "SESSION_COOKIE": "ck-9a42f1"}
+
+
 def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
-    # spawn: each worker re-imports the launcher module, so registration must happen there too
+    # spawn: each worker re-imports the launcher module, so registration must happen there too.
+    # Secret-looking variables are set: VISSL dumps the environment, masked by vissl_ext.
     rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu",
                           f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
                           f"config.CHECKPOINT.DIR={tmp_path}/ck", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
-                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16"], cwd=tmp_path)
+                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16"], cwd=tmp_path,
+                         env=SECRETS)
     assert rc == 0, out[-3000:]
     assert "world_size: 2, rank: 1" in out and "world_size: 2, rank: 0" in out
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)  # 16 samples / (2 ranks x 4) = 2 iterations
     assert os.path.isfile(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
+    # the dump happened (names shown, masked) and no value reached the output or any written file
+    log = (tmp_path / "ck" / "log.txt").read_text()
+    for name, value in SECRETS.items():
+        assert f"{name}:\t***" in out and f"{name}:\t***" in log
+        assert value not in out
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "ck") for f in fs]
+    assert len(files) >= 3
+    for f in files:
+        data = open(f, "rb").read()
+        assert not any(v.encode() in data for v in SECRETS.values()), f
 
 
 def test_videos_read_directly_with_a_broken_file_still_train(tmp_path):

@@ -148,3 +148,24 @@ def write_crafted(path, marker, kind="torch_zip"):
     else:
         raise ValueError(kind)
     return str(path)
+
+
+def run_tool(name, argv, capsys):
+    """``tools/<name>.py ARGV`` in this process, as its ``__main__``; returns (exit code, stdout +
+    stderr). An exception that escapes the tool is re-raised (a user error must not do that)."""
+    import runpy
+
+    path = os.path.join(REPO, "tools", f"{name}.py")
+    old = sys.argv
+    sys.argv = [path, *map(str, argv)]
+    code = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, out.out + out.err
