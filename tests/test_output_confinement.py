@@ -5,8 +5,7 @@ import json
 import os
 
 import pytest
-from PIL import Image
-from vissl_ext_testing import run_tool
+from vissl_ext_testing import frame_folder, run_tool, write_video_manifest
 
 BAD_IDS = ["../escaped", "ABS", "sub/escaped", "..", "."]
 
@@ -22,18 +21,11 @@ def _bad(vid, tmp_path):
 @pytest.fixture
 def frames(tmp_path):
     """A real frame folder (3 JPEGs) and a valid manifest entry for it."""
-    d = tmp_path / "data" / "frames" / "v"
-    d.mkdir(parents=True)
-    for i in range(3):
-        Image.new("RGB", (64, 48), (40 * i, 90, 200)).save(d / f"{i:06d}.jpg")
-    return {"id": "v", "source": str(d), "frames_dir": "frames/v", "frames": [f"{i:06d}.jpg" for i in range(3)],
-            "frame_indices": [0, 1, 2], "width": 64, "height": 48}
+    return frame_folder(tmp_path / "data")
 
 
 def _manifest(tmp_path, entry, vid):
-    path = tmp_path / "data" / "manifest.json"
-    path.write_text(json.dumps({"format": "vissl_ext.video_manifest", "version": 1, "videos": [dict(entry, id=vid)]}))
-    return path
+    return write_video_manifest(tmp_path / "data" / "manifest.json", [dict(entry, id=vid)])
 
 
 def _check(code, out, tmp_path, before, what):
@@ -122,7 +114,7 @@ def test_compute_ris_refuses_manifest_set_names(tmp_path, frames, set_name, caps
 
     set_name = _bad(set_name, tmp_path)
     m = tmp_path / "data" / "ris.json"
-    img = str(tmp_path / "data" / "frames" / "v" / "000000.jpg")
+    img = os.path.join(frames["source"], "000000.jpg")
     m.write_text(json.dumps({"format": "vissl_ext.ris_manifest", "version": 1, "set": set_name, "entries": [
         {"image": img, "box": None, "trajectory": "t", "class": "c"}] * 3}))
     np.save(tmp_path / "data" / "f.npy", np.ones((3, 4), np.float32))

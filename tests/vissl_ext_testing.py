@@ -120,13 +120,13 @@ class _WritesMarker:
         return exec, (f"open({self.marker!r}, 'w').write('payload ran')",)
 
 
-CRAFTED_KINDS = ("torch_zip", "torch_legacy", "pkl", "npy")
 
 
 def write_crafted(path, marker, kind="torch_zip"):
     """A checkpoint-looking file whose pickle payload writes ``marker`` when unpickled: a VISSL
     checkpoint layout with real tensors and the payload beside them. Kinds: torch.save zip
-    format, legacy (pre-zip) torch format, a detectron2-style .pkl, a numpy object .npy."""
+    format, legacy (pre-zip) torch format, a detectron2-style .pkl, a numpy object array in a .npy
+    or in a .npz (as ``features``, ``boxes``: a feature file or a proposals cache)."""
     import pickle
 
     import numpy as np
@@ -145,6 +145,10 @@ def write_crafted(path, marker, kind="torch_zip"):
                          "model": {"stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}, "extra": payload}, f)
     elif kind == "npy":
         np.save(path, np.array([payload, 1.0], dtype=object), allow_pickle=True)
+    elif kind == "npz":
+        arr = np.array([payload, 1.0], dtype=object)
+        with open(path, "wb") as f:
+            np.savez(f, features=arr, boxes=arr, counts=np.array([1]), meta=np.array("{}"))
     else:
         raise ValueError(kind)
     return str(path)
@@ -169,3 +173,26 @@ def run_tool(name, argv, capsys):
         sys.argv = old
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+def frame_folder(root, vid="v", n=3, size=(64, 48)):
+    """A real folder of ``n`` JPEG frames at ``<root>/frames/<vid>`` and its manifest entry (a
+    dict, ``frames_dir`` relative to ``root``, where a manifest goes)."""
+    from PIL import Image
+
+    d = os.path.join(str(root), "frames", vid)
+    os.makedirs(d, exist_ok=True)
+    names = [f"{i:06d}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        Image.new("RGB", size, (40 * i % 256, 90, 200)).save(os.path.join(d, name))
+    return {"id": vid, "source": d, "frames_dir": f"frames/{vid}", "frames": names, "frame_indices": list(range(n)),
+            "width": size[0], "height": size[1]}
+
+
+def write_video_manifest(path, entries):
+    """A video manifest with exactly these entries (no validation: tests craft bad ones)."""
+    import json
+
+    with open(path, "w") as f:
+        json.dump({"format": "vissl_ext.video_manifest", "version": 1, "videos": list(entries)}, f)
+    return str(path)
