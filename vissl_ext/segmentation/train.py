@@ -45,13 +45,17 @@ def setup_cfg(config_file: str = DEFAULT_CONFIG, opts=()):
     return cfg
 
 
+def load_weights_file(path: str, trust_pickle: bool = False):
+    """A weights file as detectron2 would read it, but safely (vissl_ext.safe_load): called in the
+    parent before any worker starts, so a crafted file fails with one line naming it."""
+    return load_pickle(path, trust_pickle=trust_pickle) if path.endswith(".pkl") else torch_load(path, trust_pickle=trust_pickle)
+
+
 def is_vissl_checkpoint(path: str, trust_pickle: bool = False) -> bool:
-    """A VISSL/torchvision checkpoint to convert (not a detectron2 weights file). Loading it is
-    also the safety check (vissl_ext.safe_load) before any worker starts."""
+    """A VISSL/torchvision checkpoint to convert (not a detectron2 weights file)."""
+    obj = load_weights_file(path, trust_pickle)
     if path.endswith(".pkl"):
-        load_pickle(path, trust_pickle=trust_pickle)
         return False
-    obj = torch_load(path, trust_pickle=trust_pickle)
     return not (isinstance(obj, dict) and "model" in obj and ("__author__" in obj or "iteration" in obj))
 
 
