@@ -55,18 +55,16 @@ ENTRY_POINTS = ["convert", "track_regions", "ris_torchvision", "ris_score_alldat
                 "ade20k_model_weights", "ris_engine", "pretrain_params_file"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["torch_zip", "torch_legacy"])
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_crafted_torch_file_is_refused_everywhere(tmp_path, data, entry, kind, capsys):
     marker = str(tmp_path / "PAYLOAD_RAN")
-    ckpt = write_crafted(tmp_path / "model_final_checkpoint_phase0.torch", marker, kind)
+    ckpt = write_crafted(tmp_path / "crafted.pth", marker, kind)  # .pth: also the alldata.pth route
     tool, argv = _entry_points(data, ckpt)[entry]
     code, out = run_tool(tool, argv, capsys)
     _assert_refused(code, out, ckpt, marker)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["ade20k_weights", "ade20k_model_weights"])
 def test_crafted_detectron2_pkl_is_refused(tmp_path, data, entry, capsys):
     """A .pkl given as weights goes to detectron2's own pickle loader in the workers: checked first."""

@@ -7,6 +7,7 @@
 import os
 
 from vissl_ext.cli_common import parser, run_main
+from vissl_ext.safe_load import add_trust_pickle_flag
 
 
 def parse_args(argv=None):
@@ -34,6 +35,7 @@ def parse_args(argv=None):
         x.add_argument("--out", required=True, help="folder of results (JSON per model and set, table, chart)")
         x.add_argument("--topk", type=int, nargs="+", default=[10, 25])
         x.add_argument("--no-chart", action="store_true")
+        add_trust_pickle_flag(x)
     r = sub.add_parser("report", help="table and chart of result JSONs (files or folders)")
     r.add_argument("results", nargs="+")
     r.add_argument("--chart", default="", help="PNG path")
@@ -80,7 +82,7 @@ def run(args) -> dict:
 
     os.makedirs(args.out, exist_ok=True)
     if args.cmd == "score" and not args.manifest:  # the public code's alldata.pth (parse_args checked)
-        feats, traj, classes = load_reference_alldata(args.features)
+        feats, traj, classes = load_reference_alldata(args.features, trust_pickle=args.trust_pickle)
         return _score_and_write(feats, traj, classes, args.model, args.set or "alldata", args.invariance or "custom",
                                 args.out, args.topk, not args.no_chart, features=os.path.abspath(args.features))
     m = load_ris_manifest(args.manifest)
@@ -96,7 +98,8 @@ def run(args) -> dict:
             print(f"{src} exists: reusing it (delete it to extract again)")
             feats = load_features(src, num_images=len(m.entries))
         else:
-            model = load_torchvision_model(args.arch, args.weights or None, args.state_dict_key)
+            model = load_torchvision_model(args.arch, args.weights or None, args.state_dict_key,
+                                           trust_pickle=args.trust_pickle)
             feats = extract_torchvision_features(model, m, src, layer=args.layer, image_size=args.image_size or None,
                                                  batch_size=args.batch_size, workers=args.workers, device=args.device)
     return _score_and_write(feats, m.trajectories, m.classes, args.model, getattr(args, "set", None) or m.set,

@@ -5,6 +5,7 @@
     # then: MODEL.WEIGHTS weights/trunk_d2.pkl in a detectron2 config (RESNETS.STRIDE_IN_1X1 False)
 """
 from vissl_ext.cli_common import parser, run_main
+from vissl_ext.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation.convert import convert_checkpoint  # its ConversionError is a ValueError: a user error
 
 
@@ -15,11 +16,12 @@ def parse_args(argv=None):
     p.add_argument("--prefix", default="",
                    help="prefix for exact names, e.g. 'backbone.' (default: none, and detectron2 matches "
                         "names heuristically, as for its own converted torchvision weights)")
+    add_trust_pickle_flag(p)
     return p.parse_args(argv)
 
 
 def run(args) -> dict:
-    state = convert_checkpoint(args.input, args.output, prefix=args.prefix)
+    state = convert_checkpoint(args.input, args.output, prefix=args.prefix, trust_pickle=args.trust_pickle)
     return {"ok": True, "output": args.output, "tensors": len(state)}
 
 

@@ -17,9 +17,9 @@ from detectron2.data import DatasetMapper, build_detection_test_loader, build_de
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator
+from vissl_ext.safe_load import load_pickle, torch_load
 from vissl_ext.segmentation.d2_compat import apply_engine_fixes
 from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
-from vissl_ext.safe_load import load_pickle, torch_load
 
 apply_engine_fixes()
 install_safe_checkpointer()

@@ -24,8 +24,11 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from vissl_ext.cli_common import run_main
+from vissl_ext.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation import ade20k
-from vissl_ext.segmentation.train import DEFAULT_CONFIG, Trainer, check_trunk_loaded, prepare_weights, setup_cfg
+from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
+from vissl_ext.segmentation.train import (DEFAULT_CONFIG, Trainer, check_trunk_loaded, load_weights_file,
+                                          prepare_weights, setup_cfg)
 from vissl_ext.utils_io import write_json_atomic
 
 
@@ -38,6 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--weights", default="", help="VISSL checkpoint or detectron2 weights of the trunk")
     p.add_argument("--strict", action="store_true", help="a bad label PNG is an error instead of a counted skip")
     p.add_argument("--no-progress", action="store_true")
+    add_trust_pickle_flag(p)
     return p.parse_args(argv)
 
 
@@ -48,6 +52,7 @@ def _default_prepared_dir(dataset_root: str, output_dir: str) -> str:
 
 def train_worker(args):
     """Runs in every worker (detectron2's launch)."""
+    install_safe_checkpointer(trust_pickle=args.trust_pickle)  # this worker's detectron2 loads
     cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vissl_ext")
@@ -60,7 +65,7 @@ def train_worker(args):
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         if trainer.start_iter == 0:
-            check_trunk_loaded(trainer.model, cfg.MODEL.WEIGHTS)
+            check_trunk_loaded(trainer.model, cfg.MODEL.WEIGHTS, trust_pickle=args.trust_pickle)
         trainer.train()
         # DefaultTrainer.train() returns the final evaluation only when TEST.EXPECTED_RESULTS is set
         results = getattr(trainer, "_last_eval_results", None)
@@ -76,10 +81,13 @@ def run(args):
     returns the evaluation results of the main process (None elsewhere)."""
     cfg = setup_cfg(args.config_file, args.opts)  # the parent only needs OUTPUT_DIR and dataset names
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    # One process prepares labels and converts weights before the workers start.
+    # One process checks and converts weights (a crafted file fails here, with one line) and
+    # prepares labels before the workers start.
+    weights = prepare_weights(args.weights, cfg.OUTPUT_DIR, args.trust_pickle) if args.weights else ""
+    if not weights and cfg.MODEL.WEIGHTS and os.path.isfile(cfg.MODEL.WEIGHTS):
+        load_weights_file(cfg.MODEL.WEIGHTS, args.trust_pickle)
     args.prepared_dir = args.prepared_dir or _default_prepared_dir(args.dataset_root, cfg.OUTPUT_DIR)
     ade20k.prepare(args.dataset_root, args.prepared_dir, strict=args.strict, progress=not args.no_progress)
-    weights = prepare_weights(args.weights, cfg.OUTPUT_DIR) if args.weights else ""
     if weights:
         args.opts = list(args.opts) + ["MODEL.WEIGHTS", weights]
     elif not cfg.MODEL.WEIGHTS and not args.resume:

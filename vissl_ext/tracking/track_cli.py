@@ -25,6 +25,7 @@ from tqdm import tqdm
 from vissl_ext.cli_common import add_video_flags, parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
+from vissl_ext.safe_load import add_trust_pickle_flag
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import load_proposals, proposals_path
@@ -57,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"frames per forward (default {d.batch_size})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 (under torchrun, cuda means cuda:LOCAL_RANK)")
     add_video_flags(p, shard=True)
+    add_trust_pickle_flag(p)
     add_slurm_args(p, gpus_default=1)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -129,7 +131,8 @@ def run(args) -> dict:
     totals = {k: 0 for k in _COUNTS + _TIMES}
     skipped, missing = [], []
     if todo:
-        trunk = load_tracker_trunk(args.checkpoint, args.config, args.override or [], params.feature)
+        trunk = load_tracker_trunk(args.checkpoint, args.config, args.override or [], params.feature,
+                                   trust_pickle=args.trust_pickle)
         extractor = RegionFeatures(trunk, params.feature, params.pool_size, params.input_short_side, device)
         bar = tqdm(total=sum(by_id[v].num_frames for v in todo), desc=f"track[{shard}]", unit="frame",
                    disable=args.no_progress)
