@@ -81,3 +81,26 @@ def test_non_pickle_file_is_a_clear_error(tmp_path):
     with pytest.raises(UnsafeFileError, match=str(p)):
         torch_load(str(p))
     assert not os.path.exists(tmp_path / "PAYLOAD_RAN")
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_vissl_label_files_load_safely(tmp_path, mmap):
+    """VISSL's disk_filelist label loader (patched by vissl_ext.compat: the host uses
+    allow_pickle=True): numeric, string and list labels load; a crafted object array is refused."""
+    from types import SimpleNamespace
+
+    from vissl.data.ssl_dataset import GenericSSLDataset
+
+    ds = SimpleNamespace(cfg={"DATA": {"TRAIN": SimpleNamespace(MMAP_MODE=mmap)}}, split="TRAIN")
+    load = GenericSSLDataset.load_single_label_file
+    np.save(tmp_path / "ints.npy", np.array([3, 1, 2]))
+    np.save(tmp_path / "names.npy", np.array(["cat", "dog"]))
+    np.save(tmp_path / "multi.npy", np.array([[1, 2], [3]], dtype=object), allow_pickle=True)
+    assert list(load(ds, str(tmp_path / "ints.npy"))) == [3, 1, 2]
+    assert list(load(ds, str(tmp_path / "names.npy"))) == ["cat", "dog"]
+    assert [list(x) for x in load(ds, str(tmp_path / "multi.npy"))] == [[1, 2], [3]]
+    marker = tmp_path / "PAYLOAD_RAN"
+    crafted = write_crafted(tmp_path / "labels.npy", marker, "npy")
+    with pytest.raises(UnsafeFileError, match="labels.npy: refused"):
+        load(ds, crafted)
+    assert not marker.exists()

@@ -192,6 +192,29 @@ def _mask_secrets_in_env_dumps():
     mask_vissl_env_printing()
 
 
+def _safe_vissl_label_files():
+    # VISSL's disk_filelist label loader (GenericSSLDataset.load_single_label_file) calls
+    # np.load(allow_pickle=True): a crafted labels .npy would run code in every data worker.
+    # Same contract (a .npy file, mmap when configured), object arrays through the restricted
+    # unpickler of vissl_ext.safe_load.
+    from vissl.data.ssl_dataset import GenericSSLDataset
+
+    if getattr(GenericSSLDataset.load_single_label_file, "_vissl_ext", False):
+        return
+
+    def load_single_label_file(self, path: str):
+        from iopath.common.file_io import g_pathmgr
+
+        from vissl_ext.safe_load import load_npy
+
+        assert g_pathmgr.isfile(path), f"Path to labels {path} is not a file"
+        assert path.endswith("npy"), "Please specify a numpy file for labels"
+        return load_npy(g_pathmgr.get_local_path(path), mmap_mode="r" if self.cfg["DATA"][self.split].MMAP_MODE else None)
+
+    load_single_label_file._vissl_ext = True
+    GenericSSLDataset.load_single_label_file = load_single_label_file
+
+
 def apply():
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -207,4 +230,5 @@ def apply():
     _fix_checkpoint_writes_and_resume()
     _fix_fvcore_checkpointer_save()
     _mask_secrets_in_env_dumps()
+    _safe_vissl_label_files()
     _APPLIED = True

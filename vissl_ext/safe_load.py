@@ -88,6 +88,29 @@ def load_pickle(path: str, trust_pickle: bool = False, encoding: str = "latin1")
     return data
 
 
+def load_npy(path: str, mmap_mode=None) -> np.ndarray:
+    """A ``.npy`` array: numeric and string arrays as ``np.load(allow_pickle=False)``; object
+    arrays (e.g. VISSL label files with lists) through :class:`RestrictedUnpickler`, so their
+    items can only be arrays, numbers, strings and plain containers."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            dtype = read_header(f)[2]
+        except ValueError as e:
+            raise UnsafeFileError(f"{path}: not a readable .npy file ({_one_line(e)})") from None
+        if not dtype.hasobject:
+            return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+        try:
+            arr = RestrictedUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
+            raise _refuse(path, f"an object array holding more than arrays, numbers, strings and plain containers "
+                                f"({_one_line(e)})", flag_hint=False) from None
+    if not isinstance(arr, np.ndarray):
+        raise _refuse(path, f"an object array pickled as {type(arr).__name__}", flag_hint=False)
+    return arr
+
+
 def _torch_safe_globals():
     return ([np.ndarray, np.dtype, np._core.multiarray._reconstruct, np._core.multiarray.scalar]
             + [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")])
