@@ -11,6 +11,7 @@ import torch
 from vissl_ext_testing import compose, run_engine, shared_path
 
 from vissl_ext.downstream.cropped_boxes import build_voc
+from vissl_ext.safe_load import torch_load
 
 CLASSES = ["aeroplane", "car", "chair", "person", "train"]  # >= 3 crops each in voc_mmfewshot (3-fold SVM CV)
 
@@ -67,7 +68,7 @@ def test_imagenet_linear_config_trains_two_iterations_on_our_frozen_trunk(setup)
     assert rc == 0, log[-4000:]
     # VISSL logs "Not found: <key>, not initialized" for weights it skips: heads only, never the trunk
     assert "Checkpoint loaded" in log and not re.search(r"Not found:\s+trunk", log)
-    final = torch.load(out / "model_final_checkpoint_phase0.torch", map_location="cpu", weights_only=False)
+    final = torch_load(str(out / "model_final_checkpoint_phase0.torch"))
     assert final["iteration"] == 2
     got = trunk_state_from_checkpoint(final)
     want = {k: v for k, v in trunk.state_dict().items() if not k.endswith("num_batches_tracked")}

@@ -1,7 +1,6 @@
 """VISSL trunk -> detectron2 ResNet conversion: same features on the same input, both load paths."""
 import importlib.util
 import os
-import pickle
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ if importlib.util.find_spec("detectron2") is None:  # `make test` installs it: a
     raise ImportError("detectron2 is not installed: run `bash scripts/install_detectron2.sh`")
 
 import vissl_ext.segmentation  # noqa: E402,F401  (d2 compat fixes before detectron2 imports)
+from vissl_ext.safe_load import load_pickle  # noqa: E402
 from vissl_ext.segmentation.convert import ConversionError, convert_checkpoint, convert_trunk_state  # noqa: E402
 
 
@@ -102,7 +102,7 @@ def test_cli_writes_model_zoo_pkl_and_rejects_non_resnet(converted, tmp_path):
     p = subprocess.run([sys.executable, tool, str(ckpt), "-o", str(out), "--prefix", "backbone."],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    data = pickle.load(open(out, "rb"))
+    data = load_pickle(str(out))  # the restricted unpickler reads what we write
     assert data["__author__"] == "vissl_ext" and data["matching_heuristics"] is False
     assert "backbone.res4.5.conv3.norm.running_var" in data["model"]
     assert "backbone.stem.conv1.norm.weight" in data["model"] and "backbone.res2.0.shortcut.weight" in data["model"]

@@ -4,7 +4,6 @@ same predictions and the raw ADE20K label PNGs."""
 import importlib.util
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -13,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 from vissl_ext_testing import REPO, compose, shared_path
+
+from vissl_ext.safe_load import load_pickle, torch_load
 
 if importlib.util.find_spec("detectron2") is None:  # `make test` installs it: a missing one fails, never skips
     raise ImportError("detectron2 is not installed: run `bash scripts/install_detectron2.sh`")
@@ -68,8 +69,9 @@ def test_train_few_iterations_frozen_trunk_and_metrics_match_confusion_matrix(tm
     reported = json.load(open(out / "results.json"))["sem_seg"]
 
     # frozen trunk: after training the backbone still equals the converted VISSL trunk
-    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
-    converted = pickle.load(open(out / "trunk_d2.pkl", "rb"))["model"]
+    # (read with the safe loaders: what the project writes must load without full pickle)
+    final = torch_load(str(out / "model_final.pth"))["model"]
+    converted = load_pickle(str(out / "trunk_d2.pkl"))["model"]
     for k, v in converted.items():
         torch.testing.assert_close(final["backbone." + k], torch.as_tensor(v), rtol=0, atol=0)
 
