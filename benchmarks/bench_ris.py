@@ -93,7 +93,7 @@ def bench_scoring(args):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "f.npy")
         np.save(path, x)
-        mm = np.load(path, mmap_mode="r")
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
         res_mm, t_mm, _ = median_wall(args.repeats, compute_ris, mm, traj)
         m_mm = peak_mb(compute_ris, mm, traj)
         same &= same_scores(res_mm, want, want_pc)
