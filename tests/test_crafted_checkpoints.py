@@ -110,3 +110,20 @@ def test_trust_pickle_help_states_the_risk(tool, capsys):
     code, out = run_tool(tool, argv, capsys)
     assert code == 0 and "--trust-pickle" in out
     assert "runs any code" in " ".join(out.split())
+
+
+def test_run_study_refuses_crafted_torchvision_weights(tmp_path, data, capsys):
+    """tools/run_study.py prepares a torchvision model's trunk from its weights file: the crafted
+    file fails that model alone (exit code 1, the file named in the summary), the payload never runs."""
+    import yaml
+
+    marker = str(tmp_path / "PAYLOAD_RAN")
+    ckpt = write_crafted(tmp_path / "tv.pth", marker, "torch_zip")
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"models": [{"name": "Crafted", "kind": "torchvision", "weights": ckpt}],
+                                     "evaluations": [{"name": "F", "kind": "ris", "manifest": data["ris"]}]}))
+    code, out = run_tool("run_study", [study, "--out", data["out"], "--no-progress"], capsys)
+    assert not os.path.exists(marker)
+    summary = json.loads(open(os.path.join(data["out"], "study_summary.json")).read())
+    assert code == 1 and [f["cell"] for f in summary["failed"]] == ["Crafted (model)"], out[-3000:]
+    assert ckpt in summary["failed"][0]["error"] and "refused" in summary["failed"][0]["error"]

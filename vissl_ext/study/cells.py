@@ -55,6 +55,7 @@ def prepare_model(m: Model, out: str) -> str:
         return m.checkpoint
     import torch
 
+    from vissl_ext.safe_load import torch_load
     from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
 
     path = os.path.join(out, "models", f"{safe_name(m.name)}.torch")
@@ -65,7 +66,7 @@ def prepare_model(m: Model, out: str) -> str:
         trunk = build_trunk(compose_model_config("pretrain/moco_video_baseline", [f"config.MODEL.TRUNK.RESNETS.DEPTH={m.depth}"]))
     if m.kind == "torchvision":
         try:
-            obj = torch.load(m.weights, map_location="cpu", weights_only=True)
+            obj = torch_load(m.weights, flag_hint=False)  # weights_only: refused in one line naming the file
             state = trunk_state_from_checkpoint(obj)
             missing, unexpected = trunk.load_state_dict(state, strict=False)
         except Exception as e:
