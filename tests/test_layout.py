@@ -46,7 +46,8 @@ def test_tool_is_a_shim_over_the_cli_convention(tool, capsys):
 # that is registration, not a dependency, and an ast graph does not see it.
 LAYERS = [
     ("core", ["vissl_ext", "vissl_ext.compat", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils_io",
-              "vissl_ext.checkpoints", "vissl_ext.cli_common", "vissl_ext.shard_jobs"]),
+              "vissl_ext.checkpoints", "vissl_ext.cli_common", "vissl_ext.shard_jobs", "vissl_ext.safe_load",
+              "vissl_ext.env_masking"]),
     ("data", ["vissl_ext.data"]),
     ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
     ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",
