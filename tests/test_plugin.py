@@ -105,7 +105,7 @@ def test_launcher_reports_config_errors_before_starting(tmp_path):
                         "config=pretrain/tiny/frame_temporal_cpu", "config.DATA.TRAIN.VIDEO.PAIR_GAP=0"],
                        capture_output=True, text=True, cwd=str(tmp_path))
     assert p.returncode == 2
-    assert "config.DATA.TRAIN.VIDEO.PAIR_GAP (k) must be an integer >= 1" in p.stderr
+    assert "config.DATA.TRAIN.VIDEO.PAIR_GAP must be an integer >= 1" in p.stderr
 
 
 def test_hook_generator_extends_vissl_default():

@@ -2,19 +2,56 @@
 dataclasses from dicts, and validation at config time (in the launcher, before any worker
 starts) so that a wrong value fails with a message naming the key. Components register their
 own validators (e.g. vissl_ext/data/video_config.py for config.DATA.<split>.VIDEO)."""
+import difflib
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
+
 
 class ConfigError(ValueError):
     pass
 
 
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """`` (did you mean `X`?)`` for the known key nearest to a misspelled one, or ''."""
+    # case-insensitive (temprature -> temperature, pair_gapp -> PAIR_GAP), suggested as spelled
+    lower = {str(k).lower(): str(k) for k in known}
+    close = [lower[c] for c in difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.6)]
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def need_int(value, where: str, minimum: int):
+    """An integer >= minimum; booleans are not integers here (``PAIR_GAP=true``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def need_number(value, where: str, low: float = None, high: float = None, low_open: bool = False,
+                high_open: bool = False):
+    """A real number within [low, high] (``low_open``/``high_open``: bound excluded); strings such
+    as ``temperature=abc`` and booleans are ConfigErrors, not TypeErrors."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        rng = ""
+        if low is not None or high is not None:
+            lo = "" if low is None else f"{'(' if low_open else '['}{low}"
+            hi = "" if high is None else f"{high}{')' if high_open else ']'}"
+            rng = f" in {lo or '(-inf'}, {hi or 'inf)'}"
+        raise ConfigError(f"{where} must be a number{rng}, got {value!r}")
+    return value
+
+
 def with_defaults(user, defaults: Dict[str, Any], where: str) -> Dict[str, Any]:
     """A config section merged over its defaults; unknown keys are a ConfigError naming them."""
     user = dict(user or {})
-    unknown = set(user) - set(defaults)
+    unknown = sorted(set(user) - set(defaults), key=str)
     if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(defaults)}")
+        hints = "".join(did_you_mean(str(k), defaults) for k in unknown[:1])
+        raise ConfigError(f"{where} has unknown keys {unknown}{hints}; known: {sorted(defaults)}")
     out = dict(defaults)
     out.update(user)
     return out
@@ -76,11 +113,19 @@ def register_config_rewriter(fn):
 
 def compose_config(overrides: List[Any]):
     """VISSL's compose + AttrDict conversion, every registered rewriter, then every registered
-    validator: (args, config).
+    validator: (args, config). User errors (unknown keys, unparsable overrides, missing config
+    files, wrong values) raise ConfigError.
     ``import vissl_ext`` has registered every component's validator before this can be called."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
 
-    cfg = compose_hydra_configuration(overrides)
+    from vissl_ext.preflight import compose_error
+
+    try:
+        cfg = compose_hydra_configuration(overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise compose_error(e, [str(o) for o in overrides]) from e
     args, config = convert_to_attrdict(cfg)
     for fn in _REWRITERS:  # e.g. AUGMENT_BACKEND rewriting the transform list
         fn(config)

@@ -8,12 +8,12 @@ registered hook factory) on one machine, many GPUs or SLURM.
 Host configs (config=benchmark/linear_image_classification/..., config=pretrain/moco/...)
 resolve as with VISSL's launcher.
 """
-import logging
 import sys
 from typing import Any, List
 
 import vissl_ext  # noqa: F401  (compat fixes + registration, also in spawned workers)
 from vissl_ext.config import ConfigError, compose_config
+from vissl_ext.preflight import check_before_launch
 from vissl_ext.registry import hook_generator
 
 
@@ -67,14 +67,15 @@ def launch(args, config):
 
 def main(argv: List[Any] = None) -> int:
     """``argv``: VISSL's hydra overrides (``config=...``, ``config.X=...``); default sys.argv[1:].
-    Exit code 2 for a config error, before any worker starts."""
+    Exit code 2 and one ``error:`` line for a user error (config, machine, data paths), before
+    any worker starts."""
     overrides = list(sys.argv[1:] if argv is None else argv)
     print(f"####### overrides: {overrides}")
     try:
         args, config = compose_config(overrides)
+        check_before_launch(config)
     except ConfigError as e:
-        logging.error(str(e))
-        print(f"config error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     launch(args, config)
     return 0

@@ -59,6 +59,16 @@ class VideoRegionPairsSource(VideoFramePairsSource):
         self.num_videos_without_tracks, self.num_bad_tracks = len(missing), len(bad)
         return kept
 
+    @classmethod
+    def check_data_path(cls, cfg, path: str, split: str):
+        """Before any worker starts: the tracks index reads and its frame manifest is usable."""
+        from vissl_ext.tracking.tracks_io import load_tracks_index
+
+        manifest, files, _ = load_tracks_index(path)
+        if not files:
+            raise ValueError(f"tracks index of {path} lists no video")
+        VideoFramePairsSource.check_data_path(cfg, manifest, split)
+
     def _build_samples(self):
         k = self.vcfg["PAIR_GAP"]
         samples, with_regions, gap_skips = [], 0, 0

@@ -2,7 +2,7 @@
 and its validation at config time."""
 from typing import Any, Dict
 
-from vissl_ext.config import ConfigError, register_config_validator, with_defaults
+from vissl_ext.config import ConfigError, need_int, register_config_validator, with_defaults
 
 VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs")
 
@@ -26,21 +26,15 @@ def video_cfg(cfg, split: str) -> Dict[str, Any]:
 
 
 def validate_video_cfg(v: Dict[str, Any], where: str):
-    def need(cond, msg):
-        if not cond:
-            raise ConfigError(f"{where}.{msg}")
-
-    need(isinstance(v["FRAMES_PER_VIDEO"], int) and v["FRAMES_PER_VIDEO"] >= 1,
-         f"FRAMES_PER_VIDEO must be an integer >= 1, got {v['FRAMES_PER_VIDEO']!r}")
-    need(isinstance(v["PAIR_GAP"], int) and v["PAIR_GAP"] >= 1, f"PAIR_GAP (k) must be an integer >= 1, got {v['PAIR_GAP']!r}")
-    need(isinstance(v["PAIR_GAP_MAX"], int) and (v["PAIR_GAP_MAX"] == 0 or v["PAIR_GAP_MAX"] >= v["PAIR_GAP"]),
-         f"PAIR_GAP_MAX must be 0 (fixed k) or >= PAIR_GAP={v['PAIR_GAP']}, got {v['PAIR_GAP_MAX']!r}")
-    need(v["DECODER"] in ("pyav", "opencv"), f"DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
-    need(isinstance(v["SHORT_SIDE"], int) and v["SHORT_SIDE"] >= 0, f"SHORT_SIDE must be an integer >= 0, got {v['SHORT_SIDE']!r}")
-    need(isinstance(v["MAX_RETRIES"], int) and v["MAX_RETRIES"] >= 0, f"MAX_RETRIES must be >= 0, got {v['MAX_RETRIES']!r}")
-    need(isinstance(v["FRAME_ARRAYS"], bool), f"FRAME_ARRAYS must be true or false, got {v['FRAME_ARRAYS']!r}")
-    need(isinstance(v["MAX_REGION_PAIRS"], int) and v["MAX_REGION_PAIRS"] >= 1,
-         f"MAX_REGION_PAIRS must be an integer >= 1, got {v['MAX_REGION_PAIRS']!r}")
+    for key, minimum in (("FRAMES_PER_VIDEO", 1), ("PAIR_GAP", 1), ("PAIR_GAP_MAX", 0), ("SHORT_SIDE", 0),
+                         ("MAX_RETRIES", 0), ("MAX_REGION_PAIRS", 1)):
+        need_int(v[key], f"{where}.{key}", minimum)
+    if not (v["PAIR_GAP_MAX"] == 0 or v["PAIR_GAP_MAX"] >= v["PAIR_GAP"]):
+        raise ConfigError(f"{where}.PAIR_GAP_MAX must be 0 (fixed k) or >= PAIR_GAP={v['PAIR_GAP']}, got {v['PAIR_GAP_MAX']!r}")
+    if v["DECODER"] not in ("pyav", "opencv"):
+        raise ConfigError(f"{where}.DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
+    if not isinstance(v["FRAME_ARRAYS"], bool):
+        raise ConfigError(f"{where}.FRAME_ARRAYS must be true or false, got {v['FRAME_ARRAYS']!r}")
 
 
 @register_config_validator

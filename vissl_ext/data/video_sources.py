@@ -14,8 +14,8 @@ import os
 import random
 from typing import List
 
-from vissl_ext.data.extraction import entries_for_directory
-from vissl_ext.data.manifest import VideoEntry, load_manifest
+from vissl_ext.data.extraction import entries_for_directory, find_inputs
+from vissl_ext.data.manifest import VideoEntry, VideoManifestError, load_manifest
 from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
@@ -50,6 +50,22 @@ class _VideoSource(DataSource):
 
     def _load_videos(self, path: str) -> List[VideoEntry]:
         return load_videos(path, self.vcfg["DECODER"])
+
+    @classmethod
+    def check_data_path(cls, cfg, path: str, split: str):
+        """The launcher's check before any worker starts (vissl_ext.preflight): the path exists;
+        a manifest reads and its files are there; a folder to index holds videos or frame folders."""
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "manifest.json")):
+            if not find_inputs([path]):
+                raise VideoManifestError(f"{path} is an empty folder: no manifest.json, videos or frame folders in it")
+            return
+        if os.path.isdir(path):
+            path = os.path.join(path, "manifest.json")
+        if not os.path.exists(path):
+            raise VideoManifestError(f"{path} does not exist: give a manifest.json from tools/extract_frames.py, "
+                                     f"or a folder of videos or frame folders")
+        if not load_manifest(path):
+            raise VideoManifestError(f"manifest {path} lists no video")
 
     def _build_samples(self) -> list:
         raise NotImplementedError

@@ -8,9 +8,11 @@ An unreadable image or a box outside its image stops the run with an error namin
 (a feature computed from a placeholder would give a silently wrong score); the builders'
 verification skips such entries up front.
 """
+import os
+
 from vissl_ext.data.catalog import register_dataset
 from vissl_ext.invariance.images import load_ris_image
-from vissl_ext.invariance.manifest import load_ris_manifest
+from vissl_ext.invariance.manifest import RISManifestError, load_ris_manifest
 from vissl_ext.registry import DataSource, register_data_source
 
 DATASET_NAME = "vissl_ext_ris"
@@ -24,6 +26,15 @@ class RISManifestSource(DataSource):
         super().__init__(cfg, data_source, path, split, dataset_name)
         self.manifest = load_ris_manifest(path)
         self.entries = self.manifest.entries
+
+    @classmethod
+    def check_data_path(cls, cfg, path: str, split: str):
+        """Before any worker starts: the manifest reads and its images are there."""
+        m = load_ris_manifest(path)
+        missing = [e.image for e in m.entries if not os.path.isfile(e.image)]
+        if missing:
+            raise RISManifestError(f"RIS manifest {m.path} lists {len(missing)} missing images, e.g. {missing[:3]}: "
+                                f"the data moved; rebuild it with tools/build_ris_trajectories.py or fix the paths")
 
     def __getitem__(self, idx: int):
         e = self.entries[idx]

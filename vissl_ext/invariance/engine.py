@@ -45,7 +45,7 @@ def _validate_ris(config):
         return
     r = ris_cfg(config)
     ks = list(r["TOPK"])
-    if not ks or not all(isinstance(k, int) and k >= 1 for k in ks):
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
         raise ConfigError(f"config.RIS.TOPK must be a list of integers >= 1, got {ks!r}")
     if not isinstance(r["CAP_CPU_WORKERS"], bool):
         raise ConfigError(f"config.RIS.CAP_CPU_WORKERS must be true or false, got {r['CAP_CPU_WORKERS']!r}")

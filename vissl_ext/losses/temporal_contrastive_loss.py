@@ -22,7 +22,7 @@ from classy_vision.losses import ClassyLoss
 from torch import nn
 from torchvision.ops import roi_align
 
-from vissl_ext.config import ConfigError, register_config_validator, with_defaults
+from vissl_ext.config import ConfigError, need_int, need_number, register_config_validator, with_defaults
 from vissl_ext.registry import register_loss
 
 DEFAULTS = dict(embedding_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, frame_weight=1.0,
@@ -202,15 +202,14 @@ def validate_temporal_contrastive_config(config):
     where = "config.LOSS.temporal_contrastive_loss"
     c = loss_settings(config.LOSS.get("temporal_contrastive_loss", {}))
     for key in ("temperature", "region_temperature"):
-        if not c[key] > 0:
-            raise ConfigError(f"{where}.{key} must be > 0, got {c[key]}")
+        need_number(c[key], f"{where}.{key}", low=0, low_open=True)
     for key in ("queue_size", "region_queue_size", "roi_output_size", "embedding_dim", "region_embedding_dim"):
-        if not (isinstance(c[key], int) and c[key] >= 1):
-            raise ConfigError(f"{where}.{key} must be an integer >= 1, got {c[key]!r}")
-    if c["frame_weight"] < 0 or c["region_weight"] < 0 or c["frame_weight"] + c["region_weight"] == 0:
-        raise ConfigError(f"{where}: frame_weight and region_weight must be >= 0 and not both 0")
-    if not 0 <= c["momentum"] < 1:
-        raise ConfigError(f"{where}.momentum must be in [0, 1), got {c['momentum']}")
+        need_int(c[key], f"{where}.{key}", 1)
+    for key in ("frame_weight", "region_weight"):
+        need_number(c[key], f"{where}.{key}", low=0)
+    if c["frame_weight"] + c["region_weight"] == 0:
+        raise ConfigError(f"{where}: frame_weight and region_weight must not both be 0")
+    need_number(c["momentum"], f"{where}.momentum", low=0, high=1, high_open=True)
     trunk = config.MODEL.TRUNK
     if trunk.NAME != "resnet_regions":
         raise ConfigError(f"{where} needs config.MODEL.TRUNK.NAME=resnet_regions (got {trunk.NAME}): it returns the "

@@ -1,0 +1,115 @@
+"""User errors found before any worker starts (the launcher, after compose and validation).
+
+- :func:`compose_error`: hydra's and omegaconf's composition errors as one ConfigError line; a
+  misspelled key names the nearest key of its section (``did you mean `PAIR_GAP`?``).
+- :func:`check_devices`: ``MACHINE.DEVICE=gpu`` on a machine with fewer GPUs than
+  ``NUM_PROC_PER_NODE`` names the overrides that run on what the machine has.
+- :func:`check_data_paths`: every data source of a split the run uses that has a
+  ``check_data_path(cfg, path, split)`` classmethod (ours: video_frames, video_frame_pairs,
+  video_region_pairs, ris_manifest; other projects may add theirs) reads its path the way its
+  workers will (manifest readers, tracks index), so a missing path, an empty folder, invalid JSON
+  or a manifest listing missing files fails here, not in rank 0 after the workers started.
+
+These checks stay out of :func:`vissl_ext.config.validate_config`: tests and tools compose
+configs for other machines, and without their data.
+"""
+import re
+from typing import List
+
+from vissl_ext.config import ConfigError, did_you_mean
+
+CPU_OVERRIDES = "config.MACHINE.DEVICE=cpu config.DISTRIBUTED.BACKEND=gloo config.DISTRIBUTED.NUM_PROC_PER_NODE=1"
+
+
+def _node(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _unknown_key_message(key: str, overrides: List[str]) -> str:
+    """'unknown config key K (did you mean `X`?)': X from the config composed without that override."""
+    from vissl.utils.hydra_config import compose_hydra_configuration
+
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    hint = ""
+    try:
+        cfg = compose_hydra_configuration(rest)
+        parts = key.split(".")
+        for depth in range(1, len(parts)):  # the first missing part, under the deepest existing node
+            parent = _node(cfg, ".".join(parts[:depth]))
+            if not hasattr(parent, "keys") or parts[depth] not in parent:
+                hint = did_you_mean(parts[depth], parent.keys()) if hasattr(parent, "keys") else ""
+                break
+    except Exception:  # another bad override: the message without a hint
+        pass
+    return f"unknown config key {key}{hint or f'; to add a new key, write +{key}=...'}"
+
+
+def compose_error(e: Exception, overrides: List[str]) -> ConfigError:
+    """A hydra/omegaconf composition error as one line naming the key or override."""
+    cause = e.__cause__
+    key = getattr(cause, "full_key", None)
+    m = re.match(r"Could not override '([^']+)'", str(e))
+    if m and key:
+        return ConfigError(_unknown_key_message(m.group(1), overrides))
+    lines = str(e).strip().splitlines()
+    return ConfigError(lines[0] if lines else type(e).__name__)  # hydra appends the search path etc.
+
+
+def check_devices(config):
+    """Enough GPUs on this machine for NUM_PROC_PER_NODE (SLURM jobs: the nodes have them)."""
+    if config.SLURM.USE_SLURM or config.MACHINE.DEVICE != "gpu":
+        return
+    import torch
+
+    want, have = int(config.DISTRIBUTED.NUM_PROC_PER_NODE), torch.cuda.device_count()
+    if have >= want:
+        return
+    fix = CPU_OVERRIDES if have == 0 else f"config.DISTRIBUTED.NUM_PROC_PER_NODE={have}"
+    found = "no GPU" if have == 0 else f"{have} GPU{'s' if have > 1 else ''}"
+    raise ConfigError(f"{want} GPUs asked (config.MACHINE.DEVICE=gpu config.DISTRIBUTED.NUM_PROC_PER_NODE={want}) but "
+                      f"this machine has {found}: run with {fix}")
+
+
+def _used_splits(config) -> List[str]:
+    # as VISSL's SelfSupervisionTask.set_available_splits
+    return (["TEST"] if config.TEST_MODEL else []) + ([] if config.TEST_ONLY else ["TRAIN"])
+
+
+def check_data_paths(config):
+    from vissl.data import DATASET_SOURCE_MAP
+    from vissl.data.dataset_catalog import VisslDatasetCatalog
+
+    for split in _used_splits(config):
+        d = config.DATA[split]
+        sources, paths, names = list(d.DATA_SOURCES or []), list(d.DATA_PATHS or []), list(d.DATASET_NAMES or [])
+        if paths and len(paths) != len(sources):
+            raise ConfigError(f"config.DATA.{split}.DATA_PATHS lists {len(paths)} paths for {len(sources)} "
+                              f"DATA_SOURCES {sources}: give one path per source")
+        for i, source in enumerate(sources):
+            check = getattr(DATASET_SOURCE_MAP.get(source), "check_data_path", None)
+            if check is None:
+                continue
+            if paths:
+                path, where = paths[i], f"config.DATA.{split}.DATA_PATHS"
+            else:
+                name = names[i] if i < len(names) else None
+                if name is None or not VisslDatasetCatalog.has_data(name):
+                    raise ConfigError(f"config.DATA.{split}.DATA_PATHS is empty and dataset {name!r} is not in VISSL's "
+                                      f"catalog: give config.DATA.{split}.DATA_PATHS=[...]")
+                path = VisslDatasetCatalog.get(name)["train" if split == "TRAIN" else "val"][0]
+                where = f"config.DATA.{split}.DATA_PATHS (empty; dataset {name}'s default path)"
+            try:
+                check(config, path, split)
+            except ConfigError:
+                raise
+            except (ValueError, OSError) as e:
+                raise ConfigError(f"{where}: {e}") from e
+
+
+def check_before_launch(config):
+    """Everything the launcher checks after validation and before spawning any worker."""
+    check_devices(config)
+    check_data_paths(config)
