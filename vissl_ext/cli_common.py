@@ -7,6 +7,7 @@ The convention (README, Layout): a CLI module ``vissl_ext/<area>/<name>_cli.py``
 shim calling ``main``; tests call ``main([...])``, or ``run(parse_args([...]))`` for the summary.
 """
 import argparse
+import errno
 import json
 import logging
 import os
@@ -16,6 +17,42 @@ from typing import Callable, Optional, Sequence, Tuple, Type
 # Exceptions that mean "the user gave something wrong" (a file, a flag value): one error: line,
 # exit code 2. Anything else is a bug and keeps its traceback.
 USER_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError)
+# OSErrors that are the machine's or the user's, not a bug: a full disk, a read-only or
+# forbidden folder. One error: line as well.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+ACCESS_ERRNOS = {errno.EACCES, errno.EPERM}
+
+
+class OutputError(ValueError):
+    """An output folder that cannot be written; the message names it and why."""
+
+
+def output_dir(path: str) -> str:
+    """Create the output folder and write (and remove) a probe file in it, so that a read-only,
+    forbidden or full folder fails before any work rather than as one failure per input."""
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write_test_")
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        raise OutputError(f"output folder {path} cannot be written: {e.strerror or e}") from None
+    return path
+
+
+def is_output_error(e: OSError, out: str) -> bool:
+    """Whether an OSError met while processing one input is the output's (full disk, read-only or
+    forbidden output folder): the run must stop, not list the input as unreadable."""
+    if e.errno in DISK_ERRNOS:
+        return True
+    name = getattr(e, "filename", None)
+    inside = name is not None and os.path.abspath(str(name)).startswith(os.path.abspath(out) + os.sep)
+    return inside and e.errno in ACCESS_ERRNOS | {errno.ENOTDIR, errno.ENOENT}
 
 
 def parser(doc: str, **kw) -> argparse.ArgumentParser:
@@ -94,6 +131,12 @@ def run_main(parse_args: Callable, run: Callable, argv: Optional[Sequence[str]] 
         summary = run(args)
     except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS | ACCESS_ERRNOS:
+            raise
+        print(f"error: {e.filename or 'writing the output'}: {e.strerror}"
+              f"{' (disk full)' if e.errno == errno.ENOSPC else ''}", file=sys.stderr)
         return 2
     if shown is not None and summary is not None:
         print(json.dumps(shown(summary), indent=1, default=str))

@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, is_output_error, output_dir, parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.extraction import (
     ExtractParams,
     extract_video,
@@ -74,7 +74,11 @@ def _process_one(job):
         else:
             extract_video(path, vid, os.path.join(out, "frames"), params)
         return vid, None
-    except (VideoDecodeError, OSError) as e:
+    except OSError as e:
+        if is_output_error(e, out):  # a full or read-only output is not an unreadable video
+            raise
+        return vid, f"{path}: {e}"
+    except VideoDecodeError as e:
         return vid, f"{path}: {e}"
 
 
@@ -112,7 +116,7 @@ def run(args) -> dict:
                            max_frames=args.max_frames, decoder=args.decoder)
     params.validate()
     shard, num_shards = parse_shard(args.shard)
-    os.makedirs(out, exist_ok=True)
+    output_dir(out)
     found = find_inputs(args.inputs)
     folders = [p for p, _ in found if os.path.isdir(p)]
     if folders and (args.short_side is not None or args.fps):

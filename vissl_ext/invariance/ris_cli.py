@@ -6,7 +6,7 @@
 """
 import os
 
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli_common import output_dir, parser, run_main
 from vissl_ext.safe_load import add_trust_pickle_flag
 
 
@@ -72,6 +72,10 @@ def run(args) -> dict:
     from vissl_ext.invariance.report import format_table, load_results, plot_chart
 
     if args.cmd == "report":
+        missing = [p for p in args.results if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(f"no such result file or folder: {', '.join(missing)} (compute_ris.py score/"
+                                    f"torchvision --out, or config=benchmark/ris/... write them)")
         records = load_results(args.results)
         print(format_table(records))
         summary = {"ok": True, "results": len(records)}
@@ -80,16 +84,18 @@ def run(args) -> dict:
             print(f"chart: {summary['chart']}")
         return summary
 
-    os.makedirs(args.out, exist_ok=True)
     if args.cmd == "score" and not args.manifest:  # the public code's alldata.pth (parse_args checked)
         feats, traj, classes = load_reference_alldata(args.features, trust_pickle=args.trust_pickle)
+        output_dir(args.out)  # created once the inputs read: a failed run leaves no empty folder
         return _score_and_write(feats, traj, classes, args.model, args.set or "alldata", args.invariance or "custom",
                                 args.out, args.topk, not args.no_chart, features=os.path.abspath(args.features))
     m = load_ris_manifest(args.manifest)
     if args.cmd == "score":
         feats = load_features(args.features, num_images=len(m.entries), layer=args.layer)
         src = args.features
+        output_dir(args.out)
     else:
+        output_dir(args.out)  # features are written there
         from vissl_ext.invariance.torchvision_features import extract_torchvision_features, load_torchvision_model
 
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}__{m.set}")

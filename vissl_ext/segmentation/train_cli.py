@@ -23,7 +23,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vissl_ext.cli_common import run_main
+from vissl_ext.cli_common import output_dir, run_main
 from vissl_ext.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation import ade20k
 from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
@@ -80,7 +80,7 @@ def run(args):
     """Prepare labels and weights once, then train (or evaluate) in detectron2's workers;
     returns the evaluation results of the main process (None elsewhere)."""
     cfg = setup_cfg(args.config_file, args.opts)  # the parent only needs OUTPUT_DIR and dataset names
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    output_dir(cfg.OUTPUT_DIR)
     # One process checks and converts weights (a crafted file fails here, with one line) and
     # prepares labels before the workers start.
     weights = prepare_weights(args.weights, cfg.OUTPUT_DIR, args.trust_pickle) if args.weights else ""

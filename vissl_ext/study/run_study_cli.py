@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli_common import output_dir, parser, run_main
 from vissl_ext.study.cells import (
     CellFailed,
     cell_command,
@@ -62,7 +62,7 @@ def _executor(compute: dict, folder: str):
 def run(args) -> dict:
     study = load_study(args.study)
     out = args.out
-    os.makedirs(out, exist_ok=True)
+    output_dir(out)
     cells = [(m, e) for e in study.evaluations for m in study.models]
     todo = [(m, e) for m, e in cells if load_cell_result(cell_dir(out, m, e)) is None]
     summary = {"study": study.path, "cells": len(cells), "already_done": len(cells) - len(todo), "ran": 0,

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, output_dir, parse_shard, parser, process_pool, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
@@ -93,7 +93,7 @@ def run(args) -> dict:
         return submit_and_merge("vissl_ext.tracking.propose_cli", args.argv, args, args.output,
                                 lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json"))
     mine = shard_of(sorted(entries, key=lambda e: e.id), shard, num_shards)
-    os.makedirs(args.output, exist_ok=True)
+    output_dir(args.output)
     todo = [e for e in mine if not _done(proposals_path(args.output, e.id), pd)]
     logging.info(f"proposals shard {shard}/{num_shards}: {len(mine)} videos, {len(mine) - len(todo)} done, {len(todo)} to do")
     jobs = [(e, pd, args.output, args.decoder, args.workers > 1) for e in todo]

@@ -22,7 +22,7 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, parse_shard, parser, run_main, shard_of
+from vissl_ext.cli_common import add_video_flags, output_dir, parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
 from vissl_ext.safe_load import add_trust_pickle_flag
@@ -117,7 +117,7 @@ def run(args) -> dict:
     by_id = {e.id: e for e in entries}
     mine = shard_of(sorted(by_id), shard, num_shards)
     out = args.output
-    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    output_dir(os.path.join(out, "videos"))
     record = {"tracker": asdict(params), "checkpoint": os.path.abspath(args.checkpoint) if args.checkpoint and args.checkpoint != "random" else "random",
               "config": args.config, "overrides": list(args.override or []), "proposals": os.path.abspath(args.proposals)}
     record["proposal_params"] = _proposal_params(args.proposals, sorted(by_id))

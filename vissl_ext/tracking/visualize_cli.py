@@ -11,7 +11,7 @@ import os
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, parser, run_main
+from vissl_ext.cli_common import add_video_flags, output_dir, parser, run_main
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import DrawParams, visualize_video
@@ -41,7 +41,7 @@ def run(args) -> dict:
     if unknown:
         raise ValueError(f"videos {unknown[:5]} are not in {args.tracks} and its manifest {manifest}")
     draw = DrawParams(args.format, args.num_frames, args.max_tracks, args.min_len, args.columns, args.fps)
-    os.makedirs(args.output, exist_ok=True)
+    output_dir(args.output)
     written = []
     for vid in tqdm(ids, desc="visualize", unit="video", disable=args.no_progress):
         doc = load_video_tracks(videos[vid], entries[vid])
