@@ -4,6 +4,7 @@ starts) so that a wrong value fails with a message naming the key. Components re
 own validators (e.g. vissl_ext/data/video_config.py for config.DATA.<split>.VIDEO)."""
 import difflib
 import os
+import re
 from typing import Any, Dict, Iterable, List
 
 
@@ -111,6 +112,43 @@ def register_config_rewriter(fn):
     return fn
 
 
+def _node(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _unknown_key_message(key: str, overrides: List[str]) -> str:
+    """'unknown config key K (did you mean `X`?)': X from the config composed without that override."""
+    from vissl.utils.hydra_config import compose_hydra_configuration
+
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    hint = ""
+    try:
+        cfg = compose_hydra_configuration(rest)
+        parts = key.split(".")
+        for depth in range(1, len(parts)):  # the first missing part, under the deepest existing node
+            parent = _node(cfg, ".".join(parts[:depth]))
+            if not hasattr(parent, "keys") or parts[depth] not in parent:
+                hint = did_you_mean(parts[depth], parent.keys()) if hasattr(parent, "keys") else ""
+                break
+    except Exception:  # another bad override: the message without a hint
+        pass
+    return f"unknown config key {key}{hint or f'; to add a new key, write +{key}=...'}"
+
+
+def _compose_error(e: Exception, overrides: List[str]) -> ConfigError:
+    """A hydra/omegaconf composition error as one line naming the key or override."""
+    cause = e.__cause__
+    key = getattr(cause, "full_key", None)
+    m = re.match(r"Could not override '([^']+)'", str(e))
+    if m and key:
+        return ConfigError(_unknown_key_message(m.group(1), overrides))
+    lines = str(e).strip().splitlines()
+    return ConfigError(lines[0] if lines else type(e).__name__)  # hydra appends the search path etc.
+
+
 def compose_config(overrides: List[Any]):
     """VISSL's compose + AttrDict conversion, every registered rewriter, then every registered
     validator: (args, config). User errors (unknown keys, unparsable overrides, missing config
@@ -120,12 +158,10 @@ def compose_config(overrides: List[Any]):
     from omegaconf.errors import OmegaConfBaseException
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
 
-    from vissl_ext.preflight import compose_error
-
     try:
         cfg = compose_hydra_configuration(overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise compose_error(e, [str(o) for o in overrides]) from e
+        raise _compose_error(e, [str(o) for o in overrides]) from e
     args, config = convert_to_attrdict(cfg)
     for fn in _REWRITERS:  # e.g. AUGMENT_BACKEND rewriting the transform list
         fn(config)

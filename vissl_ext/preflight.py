@@ -1,7 +1,6 @@
-"""User errors found before any worker starts (the launcher, after compose and validation).
+"""User errors found before any worker starts (the launcher, after compose and validation;
+composition errors and misspelled keys are :func:`vissl_ext.config.compose_config`'s).
 
-- :func:`compose_error`: hydra's and omegaconf's composition errors as one ConfigError line; a
-  misspelled key names the nearest key of its section (``did you mean `PAIR_GAP`?``).
 - :func:`check_devices`: ``MACHINE.DEVICE=gpu`` on a machine with fewer GPUs than
   ``NUM_PROC_PER_NODE`` names the overrides that run on what the machine has.
 - :func:`check_data_paths`: every data source of a split the run uses that has a
@@ -13,49 +12,11 @@
 These checks stay out of :func:`vissl_ext.config.validate_config`: tests and tools compose
 configs for other machines, and without their data.
 """
-import re
 from typing import List
 
-from vissl_ext.config import ConfigError, did_you_mean
+from vissl_ext.config import ConfigError
 
 CPU_OVERRIDES = "config.MACHINE.DEVICE=cpu config.DISTRIBUTED.BACKEND=gloo config.DISTRIBUTED.NUM_PROC_PER_NODE=1"
-
-
-def _node(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def _unknown_key_message(key: str, overrides: List[str]) -> str:
-    """'unknown config key K (did you mean `X`?)': X from the config composed without that override."""
-    from vissl.utils.hydra_config import compose_hydra_configuration
-
-    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
-    hint = ""
-    try:
-        cfg = compose_hydra_configuration(rest)
-        parts = key.split(".")
-        for depth in range(1, len(parts)):  # the first missing part, under the deepest existing node
-            parent = _node(cfg, ".".join(parts[:depth]))
-            if not hasattr(parent, "keys") or parts[depth] not in parent:
-                hint = did_you_mean(parts[depth], parent.keys()) if hasattr(parent, "keys") else ""
-                break
-    except Exception:  # another bad override: the message without a hint
-        pass
-    return f"unknown config key {key}{hint or f'; to add a new key, write +{key}=...'}"
-
-
-def compose_error(e: Exception, overrides: List[str]) -> ConfigError:
-    """A hydra/omegaconf composition error as one line naming the key or override."""
-    cause = e.__cause__
-    key = getattr(cause, "full_key", None)
-    m = re.match(r"Could not override '([^']+)'", str(e))
-    if m and key:
-        return ConfigError(_unknown_key_message(m.group(1), overrides))
-    lines = str(e).strip().splitlines()
-    return ConfigError(lines[0] if lines else type(e).__name__)  # hydra appends the search path etc.
 
 
 def check_devices(config):

@@ -62,8 +62,6 @@ class VideoRegionPairsSource(VideoFramePairsSource):
     @classmethod
     def check_data_path(cls, cfg, path: str, split: str):
         """Before any worker starts: the tracks index reads and its frame manifest is usable."""
-        from vissl_ext.tracking.tracks_io import load_tracks_index
-
         manifest, files, _ = load_tracks_index(path)
         if not files:
             raise ValueError(f"tracks index of {path} lists no video")
