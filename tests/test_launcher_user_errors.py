@@ -15,6 +15,12 @@ TINY = "config=pretrain/tiny/frame_temporal_cpu"
 TINY_RT = "config=pretrain/tiny/region_tracker_cpu"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # VISSL's compose writes train_config.yaml into CHECKPOINT.DIR (relative in our configs)
+    monkeypatch.chdir(tmp_path)
+
+
 def one_error_line(capsys, overrides) -> str:
     """Run the launcher; assert exit code 2, exactly one error: line and no traceback; return it."""
     assert main(list(overrides)) == 2
