@@ -71,7 +71,10 @@ def test_two_iterations_then_host_linear_benchmark_loads_the_trunk(tracks, tmp_p
     assert rc == 0, out[-3000:]
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
-    assert "with at least one region pair" in out
+    assert "with at least one region pair" in (tmp_path / "ck" / "log.txt").read_text()
+    # the progress lines name both terms of the temporal contrastive loss
+    progress = [x for x in out.splitlines() if x.startswith("iter ")]
+    assert len(progress) == 2 and all(" frame " in x and " region " in x for x in progress), out
     path = tmp_path / "ck" / "model_final_checkpoint_phase0.torch"
     ck = torch.load(path, map_location="cpu")
     loss_state = ck["classy_state_dict"]["loss"]
@@ -125,7 +128,8 @@ def test_resume_restores_queues_and_encoder(tracks, tmp_path):
     shutil.copy(ck / "model_phase0.torch", ck / "checkpoint.torch")
     rc, out = run_engine(args, cwd=tmp_path)
     assert rc == 0, out[-3000:]
-    assert "Resume from file" in out and "model_phase0.torch" in out
+    log = (ck / "log.txt").read_text()
+    assert "Resume from file" in out and "Resume from file" in log and "model_phase0.torch" in log
     final = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu")["classy_state_dict"]["loss"]
     n = int(phase0["queue_ptr"])
     assert n == 8 and int(final["queue_ptr"]) == 16

@@ -23,6 +23,21 @@ def trunk_of(path):
     return ck["classy_state_dict"]["base_model"]["model"]["trunk"]
 
 
+def assert_quiet_console(out, ckpt_dir, iterations):
+    """The console budget of a tiny run, and VISSL's full output still in log.txt."""
+    lines = out.strip().splitlines()
+    assert len(lines) <= 40, "\n".join(lines)
+    assert lines[0].startswith("vissl_ext train: config=pretrain/tiny/") and "log.txt" in lines[0]
+    assert any(x.startswith("data:   video_frame_pairs: 2 videos") for x in lines)
+    assert f"iter {iterations}/{iterations}  loss " in out and "it/s  ETA" in out
+    assert lines[-1] == f"done: checkpoint {ckpt_dir}/model_final_checkpoint_phase0.torch"
+    assert not any(x.startswith(("INFO ", "{")) for x in lines), "VISSL's INFO lines reached the console"
+    log = (ckpt_dir / "log.txt").read_text()
+    # the full config dump (every top-level section), the system info and the per-iteration log
+    assert "Training with config:" in log and all(f"'{k}': {{" in log for k in ("CHECKPOINT", "DATA", "LOSS", "MODEL"))
+    assert "System config:" in log and f"iter: {iterations - 1}; lr:" in log
+
+
 def test_two_iterations_on_shared_videos(video_frames_dir, tmp_path):
     rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu",
                           f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
@@ -30,6 +45,7 @@ def test_two_iterations_on_shared_videos(video_frames_dir, tmp_path):
     assert rc == 0, out[-3000:]
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+    assert_quiet_console(out, tmp_path / "ck", iterations=2)
     trunk = trunk_of(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
     assert "_feature_blocks.layer3.0.conv1.weight" in trunk
 
@@ -47,7 +63,11 @@ def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
                           "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16"], cwd=tmp_path,
                          env=SECRETS)
     assert rc == 0, out[-3000:]
-    assert "world_size: 2, rank: 1" in out and "world_size: 2, rank: 0" in out
+    # quiet in spawned workers too: each rank's VISSL output is in its own log file
+    assert_quiet_console(out, tmp_path / "ck", iterations=2)
+    assert "batch 4 x 2 processes" in out
+    assert "world_size: 2, rank: 0" in (tmp_path / "ck" / "log.txt").read_text()
+    assert "world_size: 2, rank: 1" in (tmp_path / "ck" / "log_rank1.txt").read_text()
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)  # 16 samples / (2 ranks x 4) = 2 iterations
     assert os.path.isfile(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
@@ -69,9 +89,12 @@ def test_videos_read_directly_with_a_broken_file_still_train(tmp_path):
     os.symlink(shared_path("video_pysot_bag", "bag.avi"), folder / "bag.avi")
     (folder / "broken.mp4").write_bytes(b"\x00\x01" * 4000)
     rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{folder}]",
-                          "config.DATA.TRAIN.VIDEO.SHORT_SIDE=96", f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path)
+                          "config.DATA.TRAIN.VIDEO.SHORT_SIDE=96", f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path,
+                         env={"VISSL_EXT_VERBOSE": "1"})
     assert rc == 0, out[-3000:]
     assert "broken.mp4" in out
+    # VISSL_EXT_VERBOSE=1: VISSL's own output on the console, as with VISSL's launcher
+    assert "Training with config:" in out and "Loss is:" in out
     assert len(losses(tmp_path / "ck")) == 2
 
 

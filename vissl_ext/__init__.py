@@ -46,6 +46,7 @@ _COMPONENT_MODULES = [
     "vissl_ext.losses.temporal_contrastive_loss",
     "vissl_ext.hooks.temporal_contrastive_hook",
     "vissl_ext.hooks.device_augment_hook",
+    "vissl_ext.console.progress_hook",
     "vissl_ext.data.catalog",
     "vissl_ext.segmentation",
     "vissl_ext.invariance.data_source",

@@ -7,14 +7,24 @@ registered hook factory) on one machine, many GPUs or SLURM.
 
 Host configs (config=benchmark/linear_image_classification/..., config=pretrain/moco/...)
 resolve as with VISSL's launcher.
+
+The console is quiet (vissl_ext.console): a header, progress lines and the checkpoint; VISSL's
+full output is in ``log.txt`` of the checkpoint folder, and ``VISSL_EXT_VERBOSE=1`` shows it.
 """
+import glob
+import os
 import sys
 from typing import Any, List
 
 import vissl_ext  # noqa: F401  (compat fixes + registration, also in spawned workers)
 from vissl_ext.config import ConfigError, compose_config
+from vissl_ext.console import VERBOSE_ENV, verbose
+from vissl_ext.console.quiet_logging import install as _install_quiet_console
 from vissl_ext.preflight import check_before_launch
 from vissl_ext.registry import hook_generator
+
+# at import: spawned workers re-import the launcher's main module, SLURM jobs unpickle from here
+_install_quiet_console()
 
 
 def _slurm_job_class():
@@ -65,17 +75,34 @@ def launch(args, config):
                                  hook_generator=hook_generator)
 
 
+def newest_checkpoint(folder: str):
+    """The checkpoint a run left: the final one if any, else the latest written."""
+    files = glob.glob(os.path.join(folder, "model_*.torch"))
+    finals = [f for f in files if os.path.basename(f).startswith("model_final")]
+    return max(finals or files, key=os.path.getmtime, default=None)
+
+
 def main(argv: List[Any] = None) -> int:
     """``argv``: VISSL's hydra overrides (``config=...``, ``config.X=...``); default sys.argv[1:].
     Exit code 2 and one ``error:`` line for a user error (config, machine, data paths), before
     any worker starts."""
     overrides = list(sys.argv[1:] if argv is None else argv)
-    print(f"####### overrides: {overrides}")
+    if verbose():
+        print(f"####### overrides: {overrides}")
     try:
         args, config = compose_config(overrides)
         check_before_launch(config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from vissl.utils.checkpoint import get_checkpoint_folder
+
+    folder = get_checkpoint_folder(config)
+    name = next((o.split("=", 1)[1] for o in overrides if str(o).startswith("config=")), "?")
+    hint = "" if verbose() else f"; {VERBOSE_ENV}=1 shows it here"
+    print(f"vissl_ext {args.engine_name}: config={name}  (full VISSL log: {folder}/log.txt{hint})", flush=True)
     launch(args, config)
+    if not config.SLURM.USE_SLURM:
+        ckpt = newest_checkpoint(folder) if args.engine_name == "train" else None
+        print(f"done: {'checkpoint ' + ckpt if ckpt else 'outputs in ' + folder}", flush=True)
     return 0
