@@ -1,10 +1,14 @@
 """RIS outputs: one JSON per (model, set), a table laid out like the paper's Table 1 (rows =
-models, columns = invariance x Top-K), and a bar chart comparing models."""
+models, columns = invariance x Top-K) as text, Markdown or CSV, and a bar chart comparing
+models with each bar's value on it. :func:`write_ris_report` writes all of them from
+``{model name: [RIS result records]}`` (the demo, a study runner)."""
+import csv
 import glob
+import io
 import json
 import os
 from collections import OrderedDict
-from typing import List, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 from vissl_ext.invariance.sets import INVARIANCE_TITLES
 from vissl_ext.utils_io import atomic_open, write_json_atomic
@@ -61,6 +65,50 @@ def _grid(records: List[dict]) -> "OrderedDict[str, Dict]":
     return rows
 
 
+def table_cells(records: List[dict]):
+    """(column titles, rows of cells) of the Table 1 layout; values in percent, "-" where a
+    model was not scored on a set."""
+    invs, ks = _columns(records)
+    header = ["Method"] + [f"{INVARIANCE_TITLES.get(i, i)} Top-{k}" for i in invs for k in ks]
+    rows = [[model] + ["-" if vals.get((i, k)) is None else f"{vals[(i, k)]:.2f}" for i in invs for k in ks]
+            for model, vals in _grid(records).items()]
+    return header, rows
+
+
+def format_markdown(records: List[dict]) -> str:
+    header, rows = table_cells(records)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def format_csv(records: List[dict]) -> str:
+    header, rows = table_cells(records)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_ris_report(results: Mapping[str, Sequence[dict]], out_dir: str, stem: str = "ris_table",
+                     title: str = "Top-K Representation Invariance Score (%)", chart: bool = True) -> Dict[str, str]:
+    """``{model name: [result records]}`` (records as :func:`result_record` makes them, one per
+    set) -> ``<stem>.md``, ``<stem>.csv`` and ``<stem>.png`` in ``out_dir``; model names are the
+    dict's keys, in its order. Returns the paths written."""
+    records = [dict(r, model=name) for name, recs in results.items() for r in recs]
+    if not records:
+        raise ValueError("no RIS results to report")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"md": os.path.join(out_dir, f"{stem}.md"), "csv": os.path.join(out_dir, f"{stem}.csv")}
+    for kind, text in (("md", format_markdown(records) + "\n"), ("csv", format_csv(records))):
+        with atomic_open(paths[kind], "w") as f:
+            f.write(text)
+    if chart:
+        paths["png"] = plot_chart(records, os.path.join(out_dir, f"{stem}.png"), title=title)
+    return paths
+
+
 def format_table(records: List[dict]) -> str:
     """Plain-text table: one row per model, columns invariance x Top-K (percent)."""
     invs, ks = _columns(records)
@@ -80,8 +128,9 @@ def format_table(records: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_chart(records: List[dict], path: str, title: str = "Top-K Representation Invariance Score (%)"):
-    """Grouped bar chart (PNG): one group per invariance x Top-K, one bar per model."""
+def chart_figure(records: List[dict], title: str = "Top-K Representation Invariance Score (%)"):
+    """Grouped bar chart: one group per invariance x Top-K, one bar per model, each bar
+    labelled with its value. Returns the matplotlib figure (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,14 +145,26 @@ def plot_chart(records: List[dict], path: str, title: str = "Top-K Representatio
     x = np.arange(len(groups))
     for j, (model, vals) in enumerate(rows.items()):
         ys = [vals.get(g, np.nan) for g in groups]
-        ax.bar(x + (j - (len(rows) - 1) / 2) * width, ys, width, label=model)
+        bars = ax.bar(x + (j - (len(rows) - 1) / 2) * width, ys, width, label=model)
+        # every bar carries its value: small differences are readable without the table
+        ax.bar_label(bars, labels=["" if np.isnan(y) else f"{y:.1f}" for y in ys], fontsize=7,
+                     rotation=90 if len(rows) * len(groups) > 12 else 0, padding=2)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{INVARIANCE_TITLES.get(i, i)}\nTop-{k}" for i, k in groups], fontsize=8)
     ax.set_ylabel("RIS (%)")
-    ax.set_ylim(0, 100)
+    top = max([v for vals in rows.values() for v in vals.values() if v == v] + [1.0])
+    ax.set_ylim(0, min(100, top * 1.25 + 2))  # room for the labels
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_chart(records: List[dict], path: str, title: str = "Top-K Representation Invariance Score (%)"):
+    """:func:`chart_figure` written as a PNG (atomic)."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(records, title)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
