@@ -39,12 +39,12 @@ def describe_data(task, split: str = "train") -> str:
     return "; ".join(parts) or f"{used} samples"
 
 
-def describe_model(cfg) -> str:
+def describe_model(cfg, resumed: bool = False) -> str:
     m = cfg.MODEL
     trunk = m.TRUNK.NAME
     depth = m.TRUNK.RESNETS.DEPTH if "resnet" in trunk else ""
     heads = [p[0] for p in (m.HEAD.PARAMS or [])]
-    init = m.WEIGHTS_INIT.PARAMS_FILE or "random init"
+    init = "resumed from the checkpoint" if resumed else (m.WEIGHTS_INIT.PARAMS_FILE or "random init")
     return (f"{trunk}{depth} trunk, heads {heads or '-'}, loss {cfg.LOSS.name}, "
             f"weights: {init}")
 
@@ -77,8 +77,9 @@ class ConsoleProgressHook(ClassyHook):
         batch = cfg.DATA.TRAIN.BATCHSIZE_PER_REPLICA
         resumed = f", resuming at {task.iteration}" if task.iteration else ""
         say(f"data:   {describe_data(task)}")
-        say(f"model:  {describe_model(cfg)}")
-        say(f"train:  {task.max_iteration} iterations{resumed} ({task.num_epochs} epochs, batch {batch} x "
+        say(f"model:  {describe_model(cfg, resumed=bool(task.iteration))}")
+        epochs = f"{task.num_epochs} epoch{'s' if task.num_epochs != 1 else ''}"
+        say(f"train:  {task.max_iteration} iterations{resumed} ({epochs}, batch {batch} x "
             f"{world} process{'es' if world > 1 else ''}, {cfg.MACHINE.DEVICE}) -> {task.checkpoint_folder}")
         self.t0, self.first_iteration = time.time(), task.iteration
 

@@ -42,6 +42,8 @@ class WeightLoadSummary:
         if m:
             kind, layer = m.groups()
             group = layer.split(".")[0] if "." in layer else "other"
+            # VISSL names trunk/heads in models, but not in a bare trunk or head list (MoCo's encoder)
+            group = {"_feature_blocks": "trunk"}.get(group, "heads" if group.isdigit() else group)
             self.counts[group][kind] += 1
             return None
         m = _WEIGHTS_DONE.match(msg)

@@ -51,6 +51,14 @@ def load_torchvision_model(arch: str, weights: Optional[str] = None, state_dict_
     return model.eval()
 
 
+def seeded_random_model(arch: str, seed: int) -> torch.nn.Module:
+    """``arch`` with random init drawn from ``seed``: the same weights in every process and run
+    (the RIS random baseline). The caller's global RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return load_torchvision_model(arch)
+
+
 class _ManifestImages(torch.utils.data.Dataset):
     def __init__(self, manifest: RISManifest, size: int):
         import torchvision.transforms as T
