@@ -225,14 +225,48 @@ def test_folders_both_layouts(tmp_path):
         builders.build_folders(str(tmp_path / "nested"))
 
 
+def test_flat_folder_or_one_class_is_refused_with_the_csv_advice(tmp_path):
+    for i in range(4):
+        _img(str(tmp_path / "flat" / f"{i}.jpg"))
+    with pytest.raises(RISManifestError, match=r"lie directly in this folder.*--csv labels.csv"):
+        builders.build_folders(str(tmp_path / "flat"))
+    # a parent of one flat folder: one trajectory, one class (scoring would fail later)
+    with pytest.raises(RISManifestError, match=r"1 trajectories and 1 class \('flat'\).*file,trajectory,class"):
+        builders.build_folders(str(tmp_path))
+
+
+def test_flat_folder_with_csv(tmp_path):
+    root = tmp_path / "views"
+    for i in range(7):
+        _img(str(root / f"img{i}.jpg"))
+    rows = ["Class,file,trajectory,note", "mug,img0.jpg,mug_a,x", "mug,img1.jpg,mug_a,", "mug,img2.jpg,mug_a,",
+            "mug,img3.jpg,mug_b,", "cup,img4.jpg,cup_a,", "cup,img5.jpg,cup_a,", "cup,gone.jpg,cup_a,"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    m = builders.build_csv(str(root), str(tmp_path / "labels.csv"), invariance="viewpoint", image_size=96)
+    assert [os.path.basename(e.image) for e in m.entries] == [f"img{i}.jpg" for i in range(6)]
+    assert m.trajectories == ["mug_a"] * 3 + ["mug_b", "cup_a", "cup_a"]
+    assert m.classes == ["mug"] * 4 + ["cup"] * 2
+    assert m.skipped == {"listed in the CSV, file missing": 1} and m.invariance == "viewpoint"
+    (tmp_path / "bad.csv").write_text("file,trajectory\nimg0.jpg,a\n")
+    with pytest.raises(RISManifestError, match=r"lacks the columns \['class'\]"):
+        builders.build_csv(str(root), str(tmp_path / "bad.csv"))
+    (tmp_path / "empty_cell.csv").write_text("file,trajectory,class\nimg0.jpg,a,c\nimg1.jpg,,c\n")
+    with pytest.raises(RISManifestError, match=r"line 3: empty \['trajectory'\]"):
+        builders.build_csv(str(root), str(tmp_path / "empty_cell.csv"))
+    (tmp_path / "one.csv").write_text("file,trajectory,class\nimg0.jpg,a,c\nimg1.jpg,b,c\n")
+    with pytest.raises(RISManifestError, match="1 class"):
+        builders.build_csv(str(root), str(tmp_path / "one.csv"))
+
+
 def test_verify_skips_unreadable_images_and_boxes_outside(tmp_path):
     for i in range(4):
         _img(str(tmp_path / "t" / f"{i}.jpg"), size=(30, 20))
+        _img(str(tmp_path / "u" / f"{i}.jpg"), size=(30, 20))  # a second class: RIS needs two
     (tmp_path / "t" / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     m = builders.build_folders(str(tmp_path))
     m.entries[1].box = [40, 0, 5, 5]  # right of a 30 px wide image
     v = builders.verify_entries(m, progress=False)
-    assert [os.path.basename(e.image) for e in v.entries] == ["0.jpg", "2.jpg"]
+    assert [os.path.basename(e.image) for e in v.entries if e.trajectory == "t"] == ["0.jpg", "2.jpg"]
     assert v.skipped == {"unreadable image": 1, "box outside the image": 1}
 
 

@@ -180,6 +180,9 @@ def test_vissl_checkpoint_through_host_launcher_1_and_2_processes(real_manifest,
         out = tmp_path / f"run{procs}"
         log = _run(["tools/run_distributed_engines.py", *_vissl_overrides(real_manifest, out, ckpt, procs)])
         assert "ckpt" in log and "Top-5" in log
+        # CPU extraction reports progress on the quiet console, from rank 0 only
+        progress = [x for x in log.splitlines() if x.startswith("features: batch ")]
+        assert progress and progress[-1].startswith("features: batch ") and len(progress) <= 1 + len(m.entries) // 4
         feats = load_features(str(out / "features"), num_images=len(m.entries))
         # each process runs on its share of the cores: float32 sums over other thread splits
         np.testing.assert_allclose(feats, want_feats, rtol=1e-4, atol=1e-4)

@@ -287,10 +287,31 @@ def build_pascal3d(root: str, invariance: str = "instance") -> RISManifest:
 
 
 # ---------------------------------------------------------------------- generic folder layout
+_LAYOUT_ADVICE = ("arrange the images as root/<trajectory>/*.jpg (class = trajectory) or "
+                  "root/<class>/<trajectory>/*.jpg, or list them in a CSV with the columns file,trajectory,class "
+                  "(tools/build_ris_trajectories.py folders ROOT --csv labels.csv)")
+
+
+def _need_two_classes(root: str, entries: List[RISEntry], how: str):
+    """RIS's firing percentile is (1 - 1/|Y|)*100: one class makes every unit fire everywhere."""
+    classes = {e.cls for e in entries}
+    if len(classes) < 2:
+        raise RISManifestError(f"{root}: {how} gives {len(entries)} images in {len({e.trajectory for e in entries})} "
+                            f"trajectories and 1 class ({next(iter(classes))!r}); RIS compares trajectories across "
+                            f"at least 2 classes: {_LAYOUT_ADVICE}")
+
+
 def build_folders(root: str, invariance: str = "custom", image_size: int = DEFAULT_IMAGE_SIZE) -> RISManifest:
     """Own data, one folder per trajectory: ``root/<trajectory>/*.jpg`` (class = trajectory) or
-    ``root/<class>/<trajectory>/*.jpg``. Frame folders of tools/extract_frames.py fit the first."""
+    ``root/<class>/<trajectory>/*.jpg``. Frame folders of tools/extract_frames.py fit the first.
+    A flat folder of images (no trajectories, no classes) is refused: give a CSV (build_csv)."""
     root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{root} is not a folder")
+    flat = [n for n in os.listdir(root) if _is_image(n) and os.path.isfile(os.path.join(root, n))]
+    if flat:
+        raise RISManifestError(f"{root}: {len(flat)} images lie directly in this folder, which says nothing about "
+                            f"trajectories or classes; {_LAYOUT_ADVICE}")
     entries = []
     skipped, examples = Counter(), {}
     for top in sorted(os.listdir(root)):
@@ -314,10 +335,60 @@ def build_folders(root: str, invariance: str = "custom", image_size: int = DEFAU
         if not images and not subdirs:
             _skip(skipped, "folder without images", tdir, examples)
     if not entries:
-        raise RISManifestError(f"{root}: no images in root/<trajectory>/ or root/<class>/<trajectory>/ folders")
+        raise RISManifestError(f"{root}: no images in root/<trajectory>/ or root/<class>/<trajectory>/ folders; "
+                            f"{_LAYOUT_ADVICE}")
+    _need_two_classes(root, entries, "the folder layout")
     _log_skips("folders", skipped, examples)
     return RISManifest(entries=entries, set=os.path.basename(os.path.abspath(root)) or "custom", invariance=invariance,
                        image_size=image_size, skipped=dict(skipped), source=root)
+
+
+CSV_COLUMNS = ("file", "trajectory", "class")
+
+
+def build_csv(root: str, csv_path: str, invariance: str = "custom", image_size: int = DEFAULT_IMAGE_SIZE) -> RISManifest:
+    """Own data as a flat folder plus a CSV with a header row and the columns ``file`` (relative
+    to ``root``, or absolute), ``trajectory`` and ``class`` (other columns are ignored), the usual
+    shape of multi-view datasets. Listed files that do not exist are counted and skipped; images
+    of the folder that the CSV does not list are counted and logged."""
+    import csv
+
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{root} is not a folder")
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"CSV {csv_path} does not exist")
+    entries, listed = [], set()
+    skipped, examples = Counter(), {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        if missing:
+            raise RISManifestError(f"{csv_path}: the header row {reader.fieldnames} lacks the columns {missing}; "
+                                f"expected {','.join(CSV_COLUMNS)}")
+        reader.fieldnames = header
+        for line, row in enumerate(reader, start=2):
+            vals = {c: (row.get(c) or "").strip() for c in CSV_COLUMNS}
+            empty = [c for c, v in vals.items() if not v]
+            if empty:
+                raise RISManifestError(f"{csv_path}, line {line}: empty {empty}; every row needs file, trajectory and class")
+            path = vals["file"] if os.path.isabs(vals["file"]) else os.path.join(root, vals["file"])
+            listed.add(os.path.normpath(path))
+            if not os.path.isfile(path):
+                _skip(skipped, "listed in the CSV, file missing", path, examples)
+                continue
+            entries.append(RISEntry(image=path, trajectory=vals["trajectory"], cls=vals["class"]))
+    if not entries:
+        raise RISManifestError(f"{csv_path}: no existing image listed (skipped: {dict(skipped) or 'none'})")
+    unlisted = [n for n in sorted(os.listdir(root))
+                if _is_image(n) and os.path.normpath(os.path.join(root, n)) not in listed]
+    if unlisted:
+        logging.warning(f"{root}: {len(unlisted)} images not listed in {csv_path} are left out, e.g. {unlisted[:3]}")
+    _need_two_classes(root, entries, f"the CSV {csv_path}")
+    _log_skips("csv", skipped, examples)
+    return RISManifest(entries=entries, set=os.path.basename(root.rstrip("/")) or "custom", invariance=invariance,
+                       image_size=image_size, skipped=dict(skipped), source=os.path.abspath(csv_path))
 
 
 # ------------------------------------------------------------------------------------- checking

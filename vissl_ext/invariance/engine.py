@@ -62,6 +62,33 @@ def _validate_ris(config):
                           "tools/build_ris_trajectories.py")
 
 
+class ExtractionProgress:
+    """Log lines (on the quiet console too) while a CPU extraction runs: every ``every``
+    seconds and at the end, with images done, rate and ETA of this rank's shard."""
+
+    def __init__(self, num_batches: int, enabled: bool = True, every: float = 15.0):
+        import time
+
+        self.clock = time.time
+        self.num_batches, self.enabled, self.every = num_batches, enabled, every
+        self.batches = self.images = 0
+        self.t0 = self.last = self.clock()
+
+    def step(self, images: int):
+        self.batches += 1
+        self.images += images
+        now = self.clock()
+        if not self.enabled or (now - self.last < self.every and self.batches < self.num_batches):
+            return
+        self.last = now
+        rate = self.batches / max(now - self.t0, 1e-9)
+        eta = int((self.num_batches - self.batches) / rate) if rate > 0 else 0
+        from vissl_ext.console import say
+
+        say(f"features: batch {self.batches}/{self.num_batches} ({self.images} images of this rank), "
+            f"{rate * self.images / self.batches:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}")
+
+
 def extract_cpu(trainer, output_folder: str) -> dict:
     """SelfSupervisionTrainer.extract without its GPU assertion: tensors stay on the task's
     device. Feature files are written by the host's own _save_extracted_features. Returns
@@ -105,7 +132,9 @@ def extract_cpu(trainer, output_folder: str) -> dict:
         feats = {n: {} for n in feat_names}
         targets = {n: {} for n in feat_names}
         chunk, buffered = 0, 0
-        for sample in _batches(task.dataloaders[split.lower()]):
+        loader = task.dataloaders[split.lower()]
+        progress = ExtractionProgress(len(loader), enabled=rank == 0)
+        for sample in _batches(loader):
             inds = torch.cat(sample["data_idx"]).numpy()
             labels = torch.cat(sample["label"]).numpy()
             data = sample["data"]
@@ -122,6 +151,7 @@ def extract_cpu(trainer, output_folder: str) -> dict:
                     targets[name][idx] = labels[j].reshape(-1)
             buffered += len(inds)
             images += len(inds)
+            progress.step(len(inds))
             if buffered >= threshold >= 0:
                 trainer._save_extracted_features(feats, targets, rank, chunk, split, output_folder)
                 for n in feat_names:
