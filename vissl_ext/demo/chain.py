@@ -125,13 +125,13 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
     def frames(log):
         with captured(log):
             ex = extract_demo_frames(os.path.join(out, "frames"), videos)
-        if not ex["manifest"]:
-            raise RuntimeError(f"no frames extracted: {ex['failures']}")
-        return ex
+            if not ex["manifest"]:
+                raise RuntimeError(f"no frames extracted: {ex['failures']}")
+            entries = load_manifest(ex["manifest"])
+        return dict(ex, videos=len(entries), frames=sum(v.num_frames for v in entries))
 
     ex = st.run("1_frames", "frames of the packaged clips", frames, summary=lambda ex: (
-        f"{len(load_manifest(ex['manifest']))} videos, {sum(v.num_frames for v in load_manifest(ex['manifest']))} frames"
-        + (f", {ex['failed']} unreadable" if ex["failed"] else "")))
+        f"{ex['videos']} videos, {ex['frames']} frames" + (f", {ex['failed']} unreadable" if ex["failed"] else "")))
     manifest = ex["manifest"] if ex else None
     proposals, tracks = os.path.join(out, "proposals"), os.path.join(out, "tracks")
 
@@ -178,7 +178,7 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
         if ris:
             pictures.update(("RIS " + k, v) for k, v in ris["paths"].items())
 
-    summary = _summary(out, st, ckpts, pictures, ris, len(videos), manifest, tracks if have_tracks else None)
+    summary = _summary(st, ckpts, pictures, ris, len(videos), ex, tracks if have_tracks else None)
     summary["seconds"] = round(time.time() - t0, 1)
     _print_summary(summary, st, ris)
     return summary
@@ -208,9 +208,9 @@ def _ris(log, out: str, tracks: str, ckpts: dict) -> dict:
             "scores": {name: recs[0]["scores"] for name, recs in results.items()}}
 
 
-def _summary(out, st, ckpts, pictures, ris, n_videos, manifest, tracks) -> dict:
-    s = {"videos": n_videos, "frames": sum(v.num_frames for v in load_manifest(manifest)) if manifest else 0,
-         "manifest": manifest, "tracks": tracks, "logs": st.log_dir, "stage_seconds": dict(st.seconds),
+def _summary(st, ckpts, pictures, ris, n_videos, ex, tracks) -> dict:
+    s = {"videos": n_videos, "frames": ex["frames"] if ex else 0, "manifest": ex["manifest"] if ex else None,
+         "tracks": tracks, "logs": st.log_dir, "stage_seconds": dict(st.seconds),
          "failed_stages": list(st.failed)}
     for name, d in ckpts.items():
         losses = read_losses(d)

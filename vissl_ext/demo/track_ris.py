@@ -25,8 +25,8 @@ def evenly(items: Sequence, count: int) -> list:
     return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
-def build_track_trajectories(tracks_dir: str, out_path: str, min_len: int = 3, max_tracks: int = 8,
-                             max_boxes: int = 8, image_size: int = 64) -> RISManifest:
+def build_track_trajectories(tracks_dir: str, out_path: str, min_len: int = 3, max_tracks: int = 6,
+                             max_boxes: int = 6, image_size: int = 56) -> RISManifest:
     """Write a RIS manifest: per video the ``max_tracks`` longest tracks of >= ``min_len``
     boxes, each sampled to at most ``max_boxes`` evenly spaced boxes (keeps CPU time small)."""
     manifest_path, videos, _ = load_tracks_index(tracks_dir)
