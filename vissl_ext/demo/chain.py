@@ -17,7 +17,6 @@ import glob
 import importlib.metadata
 import json
 import os
-import sys
 import time
 from collections import OrderedDict
 from typing import List

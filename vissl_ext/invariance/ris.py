@@ -234,8 +234,10 @@ def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFA
     if n_classes < 2:
         raise RISInputError(
             f"RIS needs at least 2 classes, got {n_classes} ({class_names[:1].tolist()}): the firing "
-            "percentile (1 - 1/|Y|)*100 is 0, so every unit fires on every image. Give the real "
-            "classes, or leave classes out to use one class per trajectory.")
+            "percentile (1 - 1/|Y|)*100 is 0, so every unit fires on every image. Rebuild the manifest "
+            "with its classes: tools/build_ris_trajectories.py folders ROOT --csv labels.csv (columns "
+            "file,trajectory,class) or folders root/<class>/<trajectory>/*.jpg; in Python, classes=None "
+            "takes one class per trajectory.")
     _, first_row, traj_of_row, lengths = np.unique(traj, return_index=True, return_inverse=True, return_counts=True)
     traj_class = class_of_row[first_row]
     mixed = np.bincount(traj_of_row, weights=(class_of_row != traj_class[traj_of_row]), minlength=len(lengths)) > 0

@@ -2,8 +2,10 @@
 
     python tools/compute_ris.py score --manifest m.json --features feats.npy --model mocov2 --out results/
     python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --weights r50.pth --model sup --out results/
+    python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --no-weights --seed 0 --model random --out results/
     python tools/compute_ris.py report results/ --chart results/chart.png
 """
+import logging
 import os
 
 from vissl_ext.cli_common import output_dir, parser, run_main
@@ -23,12 +25,17 @@ def parse_args(argv=None):
     t = sub.add_parser("torchvision", help="extract features of a torchvision model, then score")
     t.add_argument("--manifest", required=True)
     t.add_argument("--arch", default="resnet50")
-    t.add_argument("--weights", default="", help="state dict file (empty: random init, for smoke tests)")
+    w = t.add_mutually_exclusive_group(required=True)
+    w.add_argument("--weights", default="", help="state dict file of the model")
+    w.add_argument("--no-weights", action="store_true",
+                   help="random init: the random baseline of the paper's tables (drawn from --seed)")
+    t.add_argument("--seed", type=int, default=None,
+                   help="with --no-weights: seed of the random init, same weights in every process (default 0)")
     t.add_argument("--state-dict-key", default="", help="nested key of the state dict, e.g. state_dict")
     t.add_argument("--layer", default="avgpool", help="graph node (default: the pooled 2048-d ResNet-50 output)")
     t.add_argument("--image-size", type=int, default=0, help="default: the manifest's (128 GOT/ALOI, 224 PASCAL3D+)")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--workers", type=int, default=2, help="data-loader workers; on CPU at most the cores available")
     t.add_argument("--device", default="cpu")
     for x in (s, t):
         x.add_argument("--model", required=True, help="row label in the table")
@@ -40,6 +47,8 @@ def parse_args(argv=None):
     r.add_argument("results", nargs="+")
     r.add_argument("--chart", default="", help="PNG path")
     args = p.parse_args(argv)
+    if args.cmd == "torchvision" and args.seed is not None and not args.no_weights:
+        p.error("--seed sets the random init: use it with --no-weights")
     if args.cmd == "score" and not args.manifest and not _is_alldata(args.features):
         p.error("--manifest is required")
     return args
@@ -63,6 +72,18 @@ def _score_and_write(feats, trajectories, classes, model, set_name, invariance, 
         summary["chart"] = plot_chart(records, os.path.join(out_dir, "ris_chart.png"))
         print(f"chart: {summary['chart']}")
     return summary
+
+
+def _loader_workers(args) -> int:
+    """On CPU the loader's workers take cores from the model: at most as many as there are."""
+    if args.device != "cpu":
+        return args.workers
+    from vissl_ext.invariance.ris import default_threads
+
+    cores = default_threads()
+    if args.workers > cores:
+        logging.warning(f"--workers {args.workers}: {cores} cores here, using {cores} data-loader workers")
+    return min(args.workers, cores)
 
 
 def run(args) -> dict:
@@ -96,7 +117,8 @@ def run(args) -> dict:
         output_dir(args.out)
     else:
         output_dir(args.out)  # features are written there
-        from vissl_ext.invariance.torchvision_features import extract_torchvision_features, load_torchvision_model
+        from vissl_ext.invariance.torchvision_features import (extract_torchvision_features, load_torchvision_model,
+                                                               seeded_random_model)
 
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}__{m.set}")
         src = os.path.join(args.out, f"features_{safe}_{args.layer}.npy")
@@ -104,13 +126,26 @@ def run(args) -> dict:
             print(f"{src} exists: reusing it (delete it to extract again)")
             feats = load_features(src, num_images=len(m.entries))
         else:
-            model = load_torchvision_model(args.arch, args.weights or None, args.state_dict_key,
-                                           trust_pickle=args.trust_pickle)
+            if args.no_weights:
+                model = seeded_random_model(args.arch, 0 if args.seed is None else args.seed)
+            else:
+                model = load_torchvision_model(args.arch, args.weights, args.state_dict_key,
+                                               trust_pickle=args.trust_pickle)
             feats = extract_torchvision_features(model, m, src, layer=args.layer, image_size=args.image_size or None,
-                                                 batch_size=args.batch_size, workers=args.workers, device=args.device)
+                                                 batch_size=args.batch_size, workers=_loader_workers(args),
+                                                 device=args.device)
     return _score_and_write(feats, m.trajectories, m.classes, args.model, getattr(args, "set", None) or m.set,
                             getattr(args, "invariance", None) or m.invariance, args.out, args.topk, not args.no_chart,
-                            manifest=m.path, features=os.path.abspath(src))
+                            manifest=m.path, features=os.path.abspath(src), **_init(args))
+
+
+def _init(args) -> dict:
+    """Where the model's weights came from, kept in the result JSON."""
+    if getattr(args, "no_weights", False):
+        return {"init": f"random, seed {0 if args.seed is None else args.seed}", "arch": args.arch}
+    if args.cmd == "torchvision":
+        return {"weights": os.path.abspath(args.weights), "arch": args.arch}
+    return {}
 
 
 def main(argv=None) -> int:

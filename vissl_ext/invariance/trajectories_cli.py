@@ -4,6 +4,11 @@
     python tools/build_ris_trajectories.py got10k /data/GOT-10k/train --out /data/ris/got10k_occlusion.json
     python tools/build_ris_trajectories.py pascal3d /data/PASCAL3D+_release1.1 --invariance instance --out ...
     python tools/build_ris_trajectories.py folders /data/my_trajectories --invariance deformation --out ...
+    python tools/build_ris_trajectories.py folders /data/flat_views --csv /data/views.csv --invariance viewpoint --out ...
+
+folders: root/<trajectory>/*.jpg (class = trajectory), root/<class>/<trajectory>/*.jpg, or a flat
+folder with --csv (a header row and the columns file,trajectory,class). A flat folder without a
+CSV, or a layout giving one class, is refused: RIS needs trajectories in at least 2 classes.
 """
 import os
 
@@ -28,6 +33,8 @@ def parse_args(argv=None):
     f = sub.add_parser("folders", help="own data: root/<trajectory>/*.jpg or root/<class>/<trajectory>/*.jpg")
     f.add_argument("--invariance", default="custom", help="name of the invariance measured (table column)")
     f.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
+    f.add_argument("--csv", default="", help="flat folder: CSV with the columns file,trajectory,class "
+                                             "(file relative to ROOT)")
     for s in (a, g, q, f):
         s.add_argument("root")
         s.add_argument("--out", required=True, help="manifest .json to write")
@@ -50,6 +57,8 @@ def run(args) -> dict:
                                   stride=args.stride, max_videos=args.max_videos or None)
     elif args.layout == "pascal3d":
         m = builders.build_pascal3d(args.root, args.invariance)
+    elif args.csv:
+        m = builders.build_csv(args.root, args.csv, args.invariance, args.image_size)
     else:
         m = builders.build_folders(args.root, args.invariance, args.image_size)
     if args.verify != "none":
