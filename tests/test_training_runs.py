@@ -1,6 +1,7 @@
 """Real pretraining runs through tools/run_distributed_engines.py (VISSL's launcher, CPU)."""
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def assert_quiet_console(out, ckpt_dir, iterations):
     assert len(lines) <= 40, "\n".join(lines)
     assert lines[0].startswith("vissl_ext train: config=pretrain/tiny/") and "log.txt" in lines[0]
     assert any(x.startswith("data:   video_frame_pairs: 2 videos") for x in lines)
-    assert f"iter {iterations}/{iterations}  loss " in out and "it/s  ETA" in out
+    assert f"iter {iterations}/{iterations}  loss " in out and re.search(r" (it/s|s/it)  ETA \d+:\d\d", out)
     assert lines[-1] == f"done: checkpoint {ckpt_dir}/model_final_checkpoint_phase0.torch"
     assert not any(x.startswith(("INFO ", "{")) for x in lines), "VISSL's INFO lines reached the console"
     log = (ckpt_dir / "log.txt").read_text()
@@ -109,3 +110,32 @@ def test_demo_command(tmp_path):
         assert len(losses(tmp_path / "demo" / "checkpoints" / name)) == 2
     idx = json.load(open(tmp_path / "demo" / "tracks" / "index.json"))
     assert idx["kind"] == "region_tracker" and len(idx["videos"]) == 4
+    demo = tmp_path / "demo"
+    # quiet: one line per stage, a summary; VISSL's and the tools' output only in the logs
+    out = p.stdout.splitlines()
+    assert [x.split(" ", 1)[0] for x in out if x.startswith("[")] == [f"[{i}/8]" for i in range(1, 9)]
+    assert len(out) <= 50 and not any(x.startswith(("INFO", "WARNING", "features (")) for x in out), p.stdout
+    assert "not the paper's numbers" in p.stdout
+    assert "iter 2/2  loss" in (demo / "logs" / "2_baseline.log").read_text()  # the launcher's quiet lines
+    assert "Training with config" in (demo / "checkpoints" / "moco_video_baseline" / "log.txt").read_text()
+    # the pictures, each named in the summary
+    for name in ("tracks.png", "ris_tracked_regions.png", "ris_tracked_regions.md", "ris_tracked_regions.csv"):
+        assert str(demo / "pictures" / name) in p.stdout
+    assert (demo / "pictures" / "tracks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (demo / "pictures" / "ris_tracked_regions.md").read_text().splitlines()
+    assert [r.split("|")[1].strip() for r in md[2:]] == ["random init", "moco_video_baseline", "frame_temporal",
+                                                       "region_tracker"]
+    # RIS trajectories are the tracks: each image is a crop of the track's box on that frame
+    from vissl_ext.data.manifest import load_manifest
+    from vissl_ext.invariance.manifest import load_ris_manifest
+
+    ris = load_ris_manifest(str(demo / "ris" / "manifest.json"))
+    entries = {v.id: v for v in load_manifest(str(demo / "frames" / "manifest.json"))}
+    tracks = {vid: {t["id"]: t for t in json.load(open(demo / "tracks" / rel))["tracks"]} for vid, rel in idx["videos"].items()}
+    assert len(set(ris.classes)) >= 2 and ris.classes == [t.split("/")[0] for t in ris.trajectories]
+    for e in ris.entries:
+        vid, tid = e.trajectory.split("/")
+        t, v = tracks[vid][int(tid)], entries[vid]
+        pos = t["frames"].index([v.frame_path(q) for q in range(v.num_frames)].index(e.image))
+        x1, y1, x2, y2 = t["boxes"][pos]
+        assert e.box == pytest.approx([x1, y1, x2 - x1, y2 - y1])

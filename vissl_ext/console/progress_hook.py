@@ -100,7 +100,8 @@ class ConsoleProgressHook(ClassyHook):
         if done > 0 and elapsed > 0:
             rate = done / elapsed
             eta = (task.max_iteration - it) / rate
-            text += f"  {rate:.2f} it/s  ETA {_duration(eta)}"
+            speed = f"{rate:.2f} it/s" if rate >= 0.5 else f"{1 / rate:.1f} s/it"  # CPU runs: seconds per step
+            text += f"  {speed}  ETA {_duration(eta)}"
         say(text)
 
     def on_end(self, task) -> None:
