@@ -70,11 +70,13 @@ def test_warnings_and_errors_pass_host_noise_does_not(vissl_logging, capsys):
     logging.warning("video_frame_pairs: 2 videos have no pair")
     logging.error("it broke")
     logging.info("Training with config:")
+    logging.info("Rank: 0, name: test_accuracy_list_meter, value: {'top_1': {'res5': 12.5}}")  # host benchmark result
     import warnings
 
     warnings.warn("deprecated thing inside torch", FutureWarning)
     out = capsys.readouterr().out
     assert "video_frame_pairs: 2 videos have no pair" in out and "it broke" in out
+    assert "name: test_accuracy_list_meter, value: {'top_1': {'res5': 12.5}}" in out
     assert "Selecting a CPU device" not in out and "Training with config" not in out and "deprecated thing" not in out
 
 

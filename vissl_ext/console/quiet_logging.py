@@ -20,8 +20,9 @@ _QUIET_WARNINGS = re.compile(r"^(Batch shuffling: |Selecting a CPU device)")
 _WEIGHT_LINE = re.compile(r"^(Loaded|Ignored layer|Not found):\s+(\S+)")
 _WEIGHTS_DONE = re.compile(r"^Extra layers not loaded from checkpoint: (.*)$", re.S)
 _WEIGHTS_FROM = re.compile(r"^Initializing model from: (.*)$")
-# host records worth a console line even when quiet
-_KEEP = re.compile(r"^(Training already succeeded|Resume from file: )")
+# host records worth a console line even when quiet: a finished run, a resume, meter values
+# (accuracy of the host's linear benchmarks) at the end of a phase
+_KEEP = re.compile(r"^(Training already succeeded|Resume from file: |Rank: \d+, name: \S+, value: )")
 
 
 class WeightLoadSummary:
