@@ -38,7 +38,7 @@ def broken_data(tmp_path_factory):
 def _tracks(tracks_dir, manifest):
     """Ground-truth-style tracks: one box over the centre of every frame of each video."""
     from vissl_ext.data.manifest import load_manifest
-    from vissl_ext.tracking.tracks_io import save_video_tracks, write_tracks_index
+    from vissl_ext.data.tracks_io import save_video_tracks, write_tracks_index
 
     ids = []
     for v in load_manifest(str(manifest), check_files=False):

@@ -184,7 +184,7 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
 
 
 def _tracks_note(tracks: str) -> str:
-    from vissl_ext.tracking.tracks_io import load_tracks_index, load_video_tracks
+    from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
 
     _, files, _ = load_tracks_index(tracks)
     n = sum(len(load_video_tracks(p)["tracks"]) for p in files.values())

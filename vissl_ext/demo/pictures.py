@@ -5,7 +5,7 @@ from typing import Optional
 from PIL import Image, ImageDraw
 
 from vissl_ext.data.manifest import load_manifest
-from vissl_ext.tracking.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import choose_positions, draw_frames, select_tracks
 from vissl_ext.utils_io import atomic_open
 

@@ -44,7 +44,10 @@ class Stages:
             print(f"    full output: {path}", flush=True)
             return None
         self.seconds[key] = time.time() - t0
-        note = summary(result) if summary else ""
+        try:
+            note = summary(result) if summary else ""
+        except Exception as e:  # the stage itself succeeded; a broken note must not end the chain
+            note = f"(no summary: {e})"
         print(f" {self.seconds[key]:.0f} s{'  ' + note if note else ''}", flush=True)
         return result
 

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.invariance.manifest import RISEntry, RISManifest
-from vissl_ext.tracking.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import select_tracks
 
 SET_NAME = "demo_tracks"
