@@ -23,3 +23,20 @@ def video_frames_dir(tmp_path_factory):
     s = extract([bag, cup], out, stride=4, max_frames=40)
     assert s["failed"] == 0 and s["videos_in_manifest"] == 2
     return out
+
+
+@pytest.fixture(scope="session")
+def joined_clip(tmp_path_factory):
+    """(path, true shot starts) of five real single-shot clips joined end to end (40 frames each)."""
+    from vissl_ext_testing import make_joined_clip
+
+    return make_joined_clip(tmp_path_factory.mktemp("joined"))
+
+
+@pytest.fixture(scope="session")
+def joined_frames(joined_clip, tmp_path_factory):
+    """The joined clip extracted at stride 2 with shot detection in the same pass."""
+    out = tmp_path_factory.mktemp("joined_frames")
+    s = extract([joined_clip[0]], out, stride=2, shots=True)
+    assert s["failed"] == 0 and s["videos_in_manifest"] == 1
+    return out

@@ -113,10 +113,11 @@ def test_demo_command(tmp_path):
     demo = tmp_path / "demo"
     # quiet: one line per stage, a summary; VISSL's and the tools' output only in the logs
     out = p.stdout.splitlines()
-    assert [x.split(" ", 1)[0] for x in out if x.startswith("[")] == [f"[{i}/8]" for i in range(1, 9)]
+    assert [x.split(" ", 1)[0] for x in out if x.startswith("[")] == [f"[{i}/9]" for i in range(1, 10)]
     assert len(out) <= 50 and not any(x.startswith(("INFO", "WARNING", "features (")) for x in out), p.stdout
     assert "not the paper's numbers" in p.stdout
-    assert "iter 2/2  loss" in (demo / "logs" / "2_baseline.log").read_text()  # the launcher's quiet lines
+    assert "\nshots: " in p.stdout and "clips joined at" in p.stdout  # issue 14: the joined clip's detected shots
+    assert "iter 2/2  loss" in (demo / "logs" / "3_baseline.log").read_text()  # the launcher's quiet lines
     assert "Training with config" in (demo / "checkpoints" / "moco_video_baseline" / "log.txt").read_text()
     # the pictures, each named in the summary
     for name in ("tracks.png", "ris_tracked_regions.png", "ris_tracked_regions.md", "ris_tracked_regions.csv"):

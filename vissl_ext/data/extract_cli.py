@@ -4,12 +4,16 @@
     python tools/extract_frames.py videos.txt /data/frames --fps 2 --shard 0/4   # one of 4 processes
     python tools/extract_frames.py /data/videos /data/index --index-only          # read videos directly
     python tools/extract_frames.py --merge /data/frames                           # rebuild manifest.json
+    python tools/extract_frames.py /data/videos /data/frames --stride 5 --shots   # + shot boundaries
 
 Resumable (finished videos are skipped), shardable (--shard i/n, or torch.distributed RANK /
 WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard>.json.
 Decoding goes on past corrupt packets: a video that yields fewer frames than its container
 declares keeps the frames that decode, is marked partial in the manifest (decoded and declared
 counts), counted in the summary and listed in <out>/partial_<shard>.json.
+--shots runs PySceneDetect on every decoded frame in the same pass (cuts between kept frames
+are found too) and stores each video's shot starts in the manifest; videos extracted before
+without shots get detection only. Existing manifests: tools/detect_shots.py.
 """
 import logging
 import os
@@ -29,6 +33,15 @@ from vissl_ext.data.extraction import (
     video_id,
     write_manifest,
 )
+from vissl_ext.data.shots import (
+    ShotParams,
+    add_shot_args,
+    detect_entry,
+    load_cached_shots,
+    same_params,
+    save_shots,
+    shots_record,
+)
 from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.shard_jobs import add_slurm_args, submit_and_merge
 from vissl_ext.utils_io import write_json_atomic
@@ -47,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--index-only", action="store_true", help="write no frames: a manifest to decode videos directly")
     p.add_argument("--merge", action="store_true", help="only rebuild <output>/manifest.json from finished videos")
     add_video_flags(p, shard=True, workers=True)
+    p.add_argument("--shots", action="store_true", help="also detect shot boundaries (PySceneDetect) in the same pass")
+    add_shot_args(p, prefix="shot-")
     add_slurm_args(p)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -64,15 +79,24 @@ def main(argv=None) -> int:
 
 
 def _process_one(job):
-    path, vid, out, params, index_only = job
+    path, vid, out, params, index_only, shots, needs_extract = job
     try:
+        entry = None
         if os.path.isdir(path):  # already a frame folder: index it in place
-            e = frame_folder_entry(path, vid, params.stride, params.max_frames)
-            _save_index(out, e)
+            entry = frame_folder_entry(path, vid, params.stride, params.max_frames)
+            _save_index(out, entry)
         elif index_only:
-            _save_index(out, index_video(path, vid, params))
-        else:
-            extract_video(path, vid, os.path.join(out, "frames"), params)
+            entry = index_video(path, vid, params)
+            _save_index(out, entry)
+        elif needs_extract:  # shots, if asked for, come from the same decoding pass
+            entry = extract_video(path, vid, os.path.join(out, "frames"), params, shots)
+        else:  # extracted before without shots: detection only
+            entry = load_finished(os.path.join(out, "frames"), vid)
+        if shots is not None and entry.shots is None:
+            starts, read = detect_entry(entry, shots, params.decoder)
+            entry.shots = shots_record(starts, shots, read)
+        if shots is not None:
+            save_shots(out, vid, entry.shots)
         return vid, None
     except OSError as e:
         if is_output_error(e, out):  # a full or read-only output is not an unreadable video
@@ -80,6 +104,13 @@ def _process_one(job):
         return vid, f"{path}: {e}"
     except VideoDecodeError as e:
         return vid, f"{path}: {e}"
+
+
+def shot_params_from_args(args):
+    """ShotParams when --shots is on (None otherwise)."""
+    if not args.shots:
+        return None
+    return ShotParams(detector=args.shot_detector, threshold=args.shot_threshold, min_scene_len=args.shot_min_len).validate()
 
 
 def _save_index(out, entry):
@@ -129,13 +160,20 @@ def run(args) -> dict:
         if vid in ids and ids[vid] != p:
             raise ValueError(f"two inputs map to the same video id '{vid}': {ids[vid]} and {p}; pass them separately")
         ids[vid] = p
+    shots = shot_params_from_args(args)
     if args.slurm:  # inputs and settings checked here, before any job is submitted
         return submit_and_merge("vissl_ext.data.extract_cli", args.argv, args, out, lambda: _merge(out))
     mine = shard_of(sorted(ids.items()), shard, num_shards)
-    todo = [(p, vid) for vid, p in mine if not _is_done(out, vid, params, args.index_only)]
+    todo = []
+    for vid, p in mine:
+        extract_needed = not _is_done(out, vid, params, args.index_only)
+        shots_needed = shots is not None and not same_params(load_cached_shots(out, vid), shots)
+        if extract_needed or shots_needed:
+            todo.append((p, vid, extract_needed))
     logging.info(f"{len(found)} inputs, shard {shard}/{num_shards}: {len(mine)} videos, "
-                 f"{len(mine) - len(todo)} already done, {len(todo)} to do")
-    jobs = [(p, vid, out, params, args.index_only) for p, vid in todo]
+                 f"{len(mine) - len(todo)} already done, {len(todo)} to do"
+                 + (f" (shots: {shots.detector} detector, threshold {shots.threshold})" if shots else ""))
+    jobs = [(p, vid, out, params, args.index_only, shots, ex) for p, vid, ex in todo]
     failures = []
     bar = tqdm(total=len(jobs), desc="index" if args.index_only else "extract", unit="video",
                disable=args.no_progress)

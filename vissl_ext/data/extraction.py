@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from vissl_ext.data.manifest import VideoEntry, VideoManifestError, save_manifest
+from vissl_ext.data.shots import ShotDetector, ShotParams, attach_cached_shots, shots_record
 from vissl_ext.data.video_io import (
     VideoDecodeError,
     decode_sequential,
@@ -151,8 +152,11 @@ def _kept_indices_by_count(n: int, fps: float, p: ExtractParams) -> List[int]:
     return keep[: p.max_frames] if p.max_frames else keep
 
 
-def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) -> VideoEntry:
-    """Decode once, keep frames by stride/fps, resize, write JPEGs; returns the entry."""
+def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams,
+                  shots: Optional[ShotParams] = None) -> VideoEntry:
+    """Decode once, keep frames by stride/fps, resize, write JPEGs; returns the entry.
+    With ``shots``, every decoded frame (kept or not) also goes through the shot detector in
+    the same pass, and ``entry.shots`` holds the result."""
     final = os.path.join(frames_root, vid)
     partial = final + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -162,8 +166,16 @@ def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) 
     width = height = 0
     fps = 0.0
     stats = {}
+    detector = None
+    if shots is not None:
+        try:
+            detector = ShotDetector(shots, probe_video(path, params.decoder).fps)
+        except VideoDecodeError:
+            detector = ShotDetector(shots)
     try:
         for i, t, frame in decode_sequential(path, params.decoder, stats):
+            if detector is not None:
+                detector.feed(i, frame)
             if params.fps > 0 and t is not None:
                 if t + 1e-6 < next_t:
                     continue
@@ -197,6 +209,8 @@ def extract_video(path: str, vid: str, frames_root: str, params: ExtractParams) 
         write_json_atomic(os.path.join(partial, META), meta)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
+        if detector is not None:
+            entry.shots = shots_record(detector.finish(), shots)
         return entry
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -233,6 +247,7 @@ def collect_manifest(out_dir: str) -> List[VideoEntry]:
                     d = json.load(f)
                 check_file_id(d.get("id"), os.path.join(index_root, name), VideoManifestError)
                 entries.append(VideoEntry(**d))
+    attach_cached_shots(out_dir, entries)
     return entries
 
 

@@ -8,7 +8,9 @@ One JSON file (``manifest.json``) written by ``tools/extract_frames.py``::
                  "frames": ["000000.jpg", "000005.jpg"],   # files in frames_dir (null: decode source)
                  "frame_indices": [0, 5],                   # source frame index of each frame
                  "fps": 25.0, "width": 640, "height": 272,
-                 "pts": null, "key_pts": null, "time_base": null}]}   # PyAV seek table (video mode)
+                 "pts": null, "key_pts": null, "time_base": null,   # PyAV seek table (video mode)
+                 "shots": {"starts": [0, 131], "detector": "content",  # optional: shot boundaries
+                           "threshold": 27.0, "min_scene_len": 15}}]}   # (vissl_ext.data.shots)
 
 Videos read directly (no extraction) have ``frames_dir = null`` and the seek table from
 :func:`vissl_ext.data.video_io.probe_video`.
@@ -19,6 +21,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from vissl_ext.data.shots import validate_shots
 from vissl_ext.data.video_io import VideoInfo
 from vissl_ext.utils_io import check_file_id, write_json_atomic
 
@@ -44,6 +47,7 @@ class VideoEntry:
     key_pts: Optional[List[int]] = None
     time_base: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    shots: Optional[dict] = None  # shot starts in frame-index space + detector (None: one shot)
 
     @property
     def num_frames(self) -> int:
@@ -69,6 +73,8 @@ def save_manifest(path: str, videos: List[VideoEntry], extra: Optional[dict] = N
     out = []
     for v in videos:
         d = asdict(v)
+        if d["shots"] is None:  # manifests without shots stay byte-identical to before
+            del d["shots"]
         if v.frames_dir is not None:
             d["frames_dir"] = os.path.relpath(os.path.abspath(v.frames_dir), root)
         out.append(d)
@@ -107,6 +113,9 @@ def load_manifest(path: str, check_files: bool = True) -> List[VideoEntry]:
                 raise VideoManifestError(f"{path}: video '{v.id}' lists {len(v.frames or [])} frames for {len(v.frame_indices)} indices")
         elif v.source is None or v.pts is None and v.frame_indices:
             raise VideoManifestError(f"{path}: video '{v.id}' has neither frames_dir nor a source with a seek table")
+        bad_shots = validate_shots(v.shots, v.frame_indices, f"{path}: video '{v.id}'")
+        if bad_shots:
+            raise VideoManifestError(bad_shots + "; rerun tools/detect_shots.py on it")
         videos.append(v)
     if check_files:
         missing = []
@@ -127,5 +136,8 @@ def load_manifest(path: str, check_files: bool = True) -> List[VideoEntry]:
                 f"manifest {path} points at missing files, e.g. {missing[:5]}: the data moved or extraction "
                 f"was interrupted; rerun tools/extract_frames.py (it resumes) or fix the paths"
             )
-    logging.info(f"manifest {path}: {len(videos)} videos, {sum(v.num_frames for v in videos)} frames")
+    with_shots = [v for v in videos if v.shots]
+    logging.info(f"manifest {path}: {len(videos)} videos, {sum(v.num_frames for v in videos)} frames"
+                 + (f", shots known for {len(with_shots)} ({sum(len(v.shots['starts']) for v in with_shots)} shots)"
+                    if with_shots else ""))
     return videos

@@ -1,4 +1,5 @@
-"""Batches of region pairs: MoCo's two views plus matched boxes in the form ROI ops take."""
+"""Batches of region pairs (MoCo's two views plus matched boxes in the form ROI ops take), and of
+shot triplets (MoCo's two views plus the view of another shot)."""
 from typing import Dict, List
 
 import numpy as np
@@ -36,16 +37,32 @@ def region_moco_collator(batch: List[Dict]) -> Dict[str, List[torch.Tensor]]:
         q_rows.append(q.boxes[iq])
         k_rows.append(k.boxes[ik])
     rq, rk = _rois(q_rows), _rois(k_rows)
+    return {
+        "data": [torch.stack(q_imgs)],
+        "data_momentum": [torch.stack(k_imgs)],
+        **first_view_meta(batch),
+        "region_boxes": [rq],
+        "region_boxes_momentum": [rk],
+    }
+
+
+def first_view_meta(batch: List[Dict]) -> Dict[str, List[torch.Tensor]]:
+    """label / data_valid / data_idx of each sample's first view, as VISSL's moco_collator."""
 
     def first(key):
         return torch.stack([torch.as_tensor(s[key][0]) for s in batch])
 
-    return {
-        "data": [torch.stack(q_imgs)],
-        "data_momentum": [torch.stack(k_imgs)],
-        "label": [first("label")],
-        "data_valid": [first("data_valid")],
-        "data_idx": [first("data_idx")],
-        "region_boxes": [rq],
-        "region_boxes_momentum": [rk],
-    }
+    return {"label": [first("label")], "data_valid": [first("data_valid")], "data_idx": [first("data_idx")]}
+
+
+@register_collator("shot_moco_collator")
+def shot_moco_collator(batch: List[Dict]) -> Dict[str, List[torch.Tensor]]:
+    """Batches of video_shot_triplets ([z_i, z_{i+k}, z_j] as three augmented views): ``data`` =
+    queries z_i, ``data_momentum`` = frame-level keys z_{i+k} (same shot), ``shot_data_momentum``
+    = shot-level keys z_j (another shot of the same video); row b of each is sample b."""
+    for s in batch:
+        if len(s["data"]) != 3:
+            raise ValueError(f"shot_moco_collator expects 3 views per sample (video_shot_triplets + VideoFramesToViews), "
+                             f"got {len(s['data'])}")
+    views = [torch.stack([s["data"][v] for s in batch]) for v in range(3)]
+    return {"data": [views[0]], "data_momentum": [views[1]], "shot_data_momentum": [views[2]], **first_view_meta(batch)}

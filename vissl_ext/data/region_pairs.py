@@ -15,7 +15,6 @@ import numpy as np
 
 from vissl_ext.data.box_transforms import RegionPair, image_size
 from vissl_ext.data.manifest import VideoEntry, load_manifest
-from vissl_ext.data.sampling import pair_anchors
 from vissl_ext.data.tracks_io import TracksError, load_tracks_index, load_video_tracks
 from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
@@ -69,18 +68,21 @@ class VideoRegionPairsSource(VideoFramePairsSource):
 
     def _build_samples(self):
         k = self.vcfg["PAIR_GAP"]
-        samples, with_regions, gap_skips = [], 0, 0
+        samples, with_regions, gap_skips, cut_drops = [], 0, 0, 0
         for vi, v in enumerate(self.videos):
-            pairs, skipped = pair_anchors(v.frame_indices, k)
+            pairs, skipped, dropped = self.video_pairs(vi)
             gap_skips += skipped
+            cut_drops += dropped
             at = self._boxes_at[vi]
             for a, b in pairs:
                 samples.append((vi, a, b))
                 with_regions += bool(set(at.get(a, ())) & set(at.get(b, ())))
         self.num_gap_skips = gap_skips
+        self.num_cut_drops = cut_drops
         self.num_pairs_with_regions = with_regions
         logging.info(f"video_region_pairs: {len(samples)} frame pairs at k={k}, {with_regions} with at least one "
                      f"region pair ({self.tracks_kind} tracks)")
+        self._log_scope(samples)
         return samples
 
     def _load(self, idx):

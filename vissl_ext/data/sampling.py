@@ -63,3 +63,47 @@ def partner_choices(frame_indices: Sequence[int], anchor_pos: int, k_min: int, k
     g0 = (frame_indices[anchor_pos] - origin) // step
     wanted = {g0 + k for k in range(k_min, k_max + 1)}
     return [p for p, f in enumerate(frame_indices) if (f - origin) // step in wanted]
+
+
+# pair scopes (config.DATA.<split>.VIDEO.PAIR_SCOPE): where a pair's second frame may come from
+PAIR_SCOPES = ("shot", "video", "across_shots")
+
+
+def same_shot_pairs(pairs: Sequence[Tuple[int, int]], shot_ids: Sequence[int]) -> Tuple[List[Tuple[int, int]], int]:
+    """(pairs whose two frames lie in one shot, how many straddled a cut and were dropped)."""
+    kept = [(a, b) for a, b in pairs if shot_ids[a] == shot_ids[b]]
+    return kept, len(pairs) - len(kept)
+
+
+def grid_anchors(frame_indices: Sequence[int], k: int) -> List[int]:
+    """Positions of the frames z_i with i mod k == 0 on the frames' grid."""
+    if not frame_indices:
+        return []
+    step = grid_step(frame_indices)
+    origin = frame_indices[0]
+    return [p for p, f in enumerate(frame_indices) if ((f - origin) // step) % k == 0]
+
+
+def other_shot_positions(shot_ids: Sequence[int], pos: int) -> List[int]:
+    """Positions of every frame outside the shot of ``pos`` (candidates for an across-shot z_j)."""
+    s = shot_ids[pos]
+    return [p for p, t in enumerate(shot_ids) if t != s]
+
+
+def across_shot_pairs(frame_indices: Sequence[int], shot_ids: Sequence[int], k: int) -> List[Tuple[int, int]]:
+    """(pos_i, pos_j) with z_i on the k-grid and z_j in another shot of the video: the frame at
+    the same offset into the next shot (cyclic; its last frame when that shot is shorter).
+    The data sources redraw z_j at random from all other shots each time a sample is read."""
+    groups = {}
+    for p, s in enumerate(shot_ids):
+        groups.setdefault(s, []).append(p)
+    order = sorted(groups)
+    if len(order) < 2:
+        return []
+    nxt = {s: groups[order[(i + 1) % len(order)]] for i, s in enumerate(order)}
+    offset = {p: i for members in groups.values() for i, p in enumerate(members)}
+    out = []
+    for a in grid_anchors(frame_indices, k):
+        other = nxt[shot_ids[a]]
+        out.append((a, other[min(offset[a], len(other) - 1)]))
+    return out

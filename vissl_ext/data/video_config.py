@@ -4,7 +4,7 @@ from typing import Any, Dict
 
 from vissl_ext.config import ConfigError, need_int, register_config_validator, with_defaults
 
-VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs")
+VIDEO_SOURCE_NAMES = ("video_frames", "video_frame_pairs", "video_region_pairs", "video_shot_triplets")
 
 VIDEO_DEFAULTS: Dict[str, Any] = {
     "FRAMES_PER_VIDEO": 3,  # baseline: N uniformly spaced frames per video (paper: 3)
@@ -17,6 +17,10 @@ VIDEO_DEFAULTS: Dict[str, Any] = {
     # frame folders decoded by OpenCV into uint8 arrays instead of PIL images (set by
     # AUGMENT_BACKEND fast/device when every transform takes arrays: about 2x faster decoding)
     "FRAME_ARRAYS": False,
+    # where a pair's second frame comes from: shot (never across a cut; a video without known
+    # shots is one shot, i.e. today's behaviour) | video (ignore cuts) | across_shots (z_j from
+    # another shot of the same video: VIVI's shot level)
+    "PAIR_SCOPE": "shot",
 }
 
 
@@ -35,6 +39,8 @@ def validate_video_cfg(v: Dict[str, Any], where: str):
         raise ConfigError(f"{where}.DECODER must be 'pyav' or 'opencv', got {v['DECODER']!r}")
     if not isinstance(v["FRAME_ARRAYS"], bool):
         raise ConfigError(f"{where}.FRAME_ARRAYS must be true or false, got {v['FRAME_ARRAYS']!r}")
+    if v["PAIR_SCOPE"] not in ("shot", "video", "across_shots"):
+        raise ConfigError(f"{where}.PAIR_SCOPE must be one of shot, video, across_shots, got {v['PAIR_SCOPE']!r}")
 
 
 @register_config_validator
@@ -44,4 +50,16 @@ def _validate_video_splits(config):
             continue
         sources = list(config["DATA"][split].get("DATA_SOURCES", []) or [])
         if "VIDEO" in config["DATA"][split] or any(s in VIDEO_SOURCE_NAMES for s in sources):
-            validate_video_cfg(video_cfg(config, split), f"config.DATA.{split}.VIDEO")
+            v = video_cfg(config, split)
+            validate_video_cfg(v, f"config.DATA.{split}.VIDEO")
+            validate_pair_scope(v["PAIR_SCOPE"], sources, f"config.DATA.{split}.VIDEO.PAIR_SCOPE")
+
+
+def validate_pair_scope(scope: str, sources, where: str):
+    """across_shots pairs frames of two shots: no track crosses a cut (no region pair), and the
+    shot-level sources draw their across-shot frame themselves."""
+    for name in ("video_region_pairs", "video_shot_triplets"):
+        if scope == "across_shots" and name in sources:
+            raise ConfigError(f"{where}=across_shots does not apply to {name} (its frame pair stays within a "
+                              f"shot{'; the shot-level frame comes from another shot anyway' if 'shot' in name else ': no track crosses a cut'}); "
+                              f"use shot or video")

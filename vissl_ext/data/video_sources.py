@@ -16,7 +16,15 @@ from typing import List
 
 from vissl_ext.data.extraction import entries_for_directory, find_inputs
 from vissl_ext.data.manifest import VideoEntry, VideoManifestError, load_manifest
-from vissl_ext.data.sampling import pair_anchors, partner_choices, uniform_positions
+from vissl_ext.data.sampling import (
+    across_shot_pairs,
+    other_shot_positions,
+    pair_anchors,
+    partner_choices,
+    same_shot_pairs,
+    uniform_positions,
+)
+from vissl_ext.data.shots import shot_of_positions, shot_starts
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import DataSource, register_data_source
@@ -42,6 +50,8 @@ class _VideoSource(DataSource):
         self.vcfg = video_cfg(cfg, split)
         validate_video_cfg(self.vcfg, f"config.DATA.{split}.VIDEO")
         self.videos = self._load_videos(path)
+        # shot number of every frame position (all 0 for a video without known shots)
+        self.shot_ids = [shot_of_positions(v.frame_indices, shot_starts(v)) for v in self.videos]
         self._readers = ReaderCache()
         self.num_failed_reads = 0
         self.samples = self._build_samples()
@@ -135,33 +145,101 @@ class VideoFramePairsSource(_VideoSource):
     """
 
     def _build_samples(self):
-        k = self.vcfg["PAIR_GAP"]
-        samples, too_short, gap_skips = [], [], 0
+        k, scope = self.vcfg["PAIR_GAP"], self.vcfg["PAIR_SCOPE"]
+        samples, too_short, gap_skips, cut_drops = [], [], 0, 0
         for vi, v in enumerate(self.videos):
-            pairs, skipped = pair_anchors(v.frame_indices, k)
+            pairs, skipped, dropped = self.video_pairs(vi)
             gap_skips += skipped
+            cut_drops += dropped
             if not pairs:
                 too_short.append(v.id)
             samples += [(vi, a, b) for a, b in pairs]
+        name = self.data_source
         if too_short:
-            logging.warning(f"video_frame_pairs: {len(too_short)} videos have no pair at gap k={k} "
-                            f"(too short), skipped: {too_short[:5]}")
+            why = "fewer than two shots with frames" if scope == "across_shots" else "too short"
+            logging.warning(f"{name}: {len(too_short)} videos have no pair at gap k={k}, scope {scope} ({why}), "
+                            f"skipped: {too_short[:5]}")
         if gap_skips:
-            logging.warning(f"video_frame_pairs: {gap_skips} pairs skipped because the partner frame is missing (gaps)")
+            logging.warning(f"{name}: {gap_skips} pairs skipped because the partner frame is missing (gaps)")
         self.num_short_videos = len(too_short)
         self.num_gap_skips = gap_skips
+        self.num_cut_drops = cut_drops
+        self._log_scope(samples)
         return samples
 
+    def _log_scope(self, samples):
+        """One start-up line: shots known, and pairs dropped at cuts (scope shot) or kept across them."""
+        with_shots = [v for v in self.videos if v.shots]
+        cuts = sum(len(v.shots["starts"]) - 1 for v in with_shots)
+        scope = self.vcfg["PAIR_SCOPE"]
+        msg = (f"{self.data_source}: PAIR_SCOPE={scope}; shots known for {len(with_shots)} of {len(self.videos)} "
+               f"videos ({cuts} cuts)")
+        if not with_shots and scope != "across_shots":
+            msg += "; each video is one shot (tools/detect_shots.py detects them): pairs as without shots"
+        elif scope == "shot":
+            msg += f"; {self.num_cut_drops} of {len(samples) + self.num_cut_drops} pairs straddle a cut and are dropped"
+        elif scope == "video" and with_shots:
+            straddle = sum(self.shot_ids[vi][a] != self.shot_ids[vi][b] for vi, a, b in samples)
+            msg += f"; {straddle} pairs straddle a cut and are kept (scope video)"
+        logging.info(msg)
+
+    def video_pairs(self, vi: int):
+        """(pairs of video vi under PAIR_SCOPE, anchors whose partner is missing, pairs dropped at cuts)."""
+        v, shot_ids, k = self.videos[vi], self.shot_ids[vi], self.vcfg["PAIR_GAP"]
+        if self.vcfg["PAIR_SCOPE"] == "across_shots":
+            return across_shot_pairs(v.frame_indices, shot_ids, k), 0, 0
+        pairs, skipped = pair_anchors(v.frame_indices, k)
+        if self.vcfg["PAIR_SCOPE"] == "shot":
+            pairs, dropped = same_shot_pairs(pairs, shot_ids)
+            return pairs, skipped, dropped
+        return pairs, skipped, 0
+
     def pair_of(self, idx):
-        """(video, pos_i, pos_{i+k}) of a sample; k drawn from [PAIR_GAP, PAIR_GAP_MAX] when set."""
+        """(video, pos_i, pos_j) of a sample: j = i+k, with k drawn from [PAIR_GAP, PAIR_GAP_MAX]
+        when set (within the shot under scope shot), or any frame of another shot (across_shots)."""
         vi, a, b = self.samples[idx]
-        v = self.videos[vi]
+        v, shot_ids, scope = self.videos[vi], self.shot_ids[vi], self.vcfg["PAIR_SCOPE"]
+        if scope == "across_shots":
+            return vi, a, random.choice(other_shot_positions(shot_ids, a))
         k_max = self.vcfg["PAIR_GAP_MAX"]
         if k_max > self.vcfg["PAIR_GAP"]:
             choices = partner_choices(v.frame_indices, a, self.vcfg["PAIR_GAP"], k_max)
+            if scope == "shot":
+                choices = [c for c in choices if shot_ids[c] == shot_ids[a]]
             b = random.choice(choices) if choices else b
         return vi, a, b
 
     def _load(self, idx):
         vi, a, b = self.pair_of(idx)
         return self._read(self.videos[vi], [a, b])
+
+
+@register_data_source("video_shot_triplets", with_subset=True)
+class VideoShotTripletsSource(VideoFramePairsSource):
+    """Three frames per sample, [z_i, z_{i+k}, z_j]: a temporal pair under PAIR_SCOPE (shot by
+    default: one shot) plus z_j from another shot of the same video, redrawn at random on each
+    read (VIVI's shot level). Videos with fewer than two shots holding frames give no sample
+    (counted and logged at start-up). Follow with VideoFramesToViews and collate with
+    shot_moco_collator: z_i is the query, z_{i+k} the frame-level key, z_j the shot-level key.
+    """
+
+    def _build_samples(self):
+        pairs = super()._build_samples()
+        multi = {vi for vi, ids in enumerate(self.shot_ids) if len(set(ids)) >= 2}
+        samples = [s for s in pairs if s[0] in multi]
+        self.num_single_shot_videos = len({s[0] for s in pairs} - multi)
+        if self.num_single_shot_videos:
+            logging.warning(f"video_shot_triplets: {self.num_single_shot_videos} videos have a single shot (no "
+                            f"shot-level partner): their {len(pairs) - len(samples)} pairs are not used; detect shots "
+                            f"with tools/detect_shots.py or train them with pretrain/frame_temporal")
+        logging.info(f"video_shot_triplets: {len(samples)} samples from {len(multi)} videos with two or more shots")
+        return samples
+
+    def triplet_of(self, idx):
+        """(video, pos_i, pos_{i+k}, pos_j): pos_j lies in another shot than pos_i."""
+        vi, a, b = self.pair_of(idx)
+        return vi, a, b, random.choice(other_shot_positions(self.shot_ids[vi], a))
+
+    def _load(self, idx):
+        vi, a, b, j = self.triplet_of(idx)
+        return self._read(self.videos[vi], [a, b, j])

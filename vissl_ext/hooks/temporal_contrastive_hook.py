@@ -1,5 +1,6 @@
 """The momentum encoder of temporal_contrastive_loss: built, updated and run like VISSL's
-MoCoHook (shuffle-BN under DDP), returning frame keys and region keys of the paired frame."""
+MoCoHook (shuffle-BN under DDP), returning frame keys and region keys of the paired frame, and
+(shot_moco_collator batches) shot keys of the frame from another shot."""
 import torch
 from vissl.hooks.moco_hooks import MoCoHook
 
@@ -40,24 +41,37 @@ class TemporalContrastiveHook(MoCoHook):
         sample = task.last_batch.sample
         im_q = sample["input"]
         im_k = sample["data_momentum"][0]
+        k, k_map = self._encode_keys(im_k, task)
+        loss.key = k
+        loss.iteration = task.iteration
+        if "region_boxes_momentum" in sample:
+            scale = region_spatial_scale(task.config)
+            check_region_map(k_map, im_k.shape[-2:], scale, "key view (data_momentum)")
+            rois_k = sample["region_boxes_momentum"][0]
+            loss.region_key = pool_regions(k_map, rois_k, loss.loss_config["roi_output_size"], scale)
+            loss.query_rois = sample["region_boxes"][0]
+            loss.spatial_scale = scale
+            loss.query_input_size = tuple(im_q.shape[-2:])
+        if "shot_data_momentum" in sample:
+            # shot level: the key is the momentum encoding of z_j, a frame of another shot
+            im_s = sample["shot_data_momentum"][0].to(im_k.device, non_blocking=True)
+            loss.shot_key, _ = self._encode_keys(im_s, task)
+
+    @torch.no_grad()
+    def _encode_keys(self, im, task):
+        """(normalised frame keys, region map or None) of the momentum encoder on a batch of key
+        views, shuffled across ranks for BN as MoCo does."""
         shuffled = self.is_distributed and self.shuffle_batch
         if shuffled:
-            im_k, idx_unshuffle = self._batch_shuffle_ddp(im_k, task)
-        k, k_map = loss.moco_encoder(im_k)
-        k = torch.nn.functional.normalize(k, dim=1)
+            im, idx_unshuffle = self._batch_shuffle_ddp(im, task)
+        out = task.loss.moco_encoder(im)
+        k = torch.nn.functional.normalize(out[0], dim=1)
+        k_map = out[1] if len(out) > 1 else None  # frame-only models (shot_temporal) have no map
         if shuffled:
             k = self._batch_unshuffle_ddp(k, idx_unshuffle)
-            k_map = self._batch_unshuffle_ddp(k_map, idx_unshuffle)
-
-        scale = region_spatial_scale(task.config)
-        check_region_map(k_map, im_k.shape[-2:], scale, "key view (data_momentum)")
-        rois_k = sample["region_boxes_momentum"][0]
-        loss.key = k
-        loss.region_key = pool_regions(k_map, rois_k, loss.loss_config["roi_output_size"], scale)
-        loss.query_rois = sample["region_boxes"][0]
-        loss.spatial_scale = scale
-        loss.query_input_size = tuple(im_q.shape[-2:])
-        loss.iteration = task.iteration
+            if k_map is not None:
+                k_map = self._batch_unshuffle_ddp(k_map, idx_unshuffle)
+        return k, k_map
 
 
 @register_hook_factory("temporal_contrastive")

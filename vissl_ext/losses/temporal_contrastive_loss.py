@@ -4,7 +4,15 @@ models. A frame term, MoCo v2's InfoNCE between the two frames of a temporal pai
 region term, InfoNCE between the ROIAligned embeddings of matched boxes (query regions on
 z_i, key regions on z_{i+k} from the momentum encoder) against a queue of past region keys:
 
-    loss = frame_weight * L_frame + region_weight * L_region
+    loss = frame_weight * L_frame + region_weight * L_region (+ shot_weight * L_shot)
+
+The shot term (``shot_weight`` > 0, batches of shot_moco_collator): InfoNCE between the same
+query embedding t_i(z_i) and the momentum key of z_j, a frame of *another shot of the same
+video*, against its own queue of past shot keys. Its own queue, not the frame queue: each
+queue then holds keys of the kind its term compares against, and the two terms can use
+different sizes and temperatures; like the region term, it is registered only when used, so
+checkpoints of the other configs keep their keys. With ``region_weight`` 0 the model may be a
+plain frame model (one output, e.g. pretrain/frame_temporal's ResNet + MLP).
 
 The model is ``resnet_regions`` with two heads (MLP on the pooled res5 features, and
 ``dense_region_head`` on the region feature map); the momentum encoder, its keys and the boxes
@@ -28,6 +36,9 @@ from vissl_ext.registry import register_loss
 DEFAULTS = dict(embedding_dim=128, queue_size=65536, momentum=0.999, temperature=0.2, frame_weight=1.0,
                 region_embedding_dim=128, region_queue_size=65536, region_temperature=0.2, region_weight=1.0,
                 roi_output_size=3)
+# the shot-level term (VIVI's shot level, pretrain/shot_temporal): off unless shot_weight > 0
+SHOT_DEFAULTS = dict(shot_weight=0.0, shot_queue_size=16384, shot_temperature=0.2)
+DEFAULTS.update(SHOT_DEFAULTS)
 
 
 def loss_settings(user) -> dict:
@@ -111,6 +122,11 @@ class TemporalContrastiveLoss(ClassyLoss):
             torch.randn(c["region_embedding_dim"], c["region_queue_size"], generator=g), dim=0))
         self.register_buffer("region_queue_ptr", torch.zeros(1, dtype=torch.long))
         self.register_buffer("num_batches_without_regions", torch.zeros(1, dtype=torch.long))
+        if c["shot_weight"] > 0:
+            self.register_buffer("shot_queue", nn.functional.normalize(
+                torch.randn(c["embedding_dim"], c["shot_queue_size"], generator=g), dim=0))
+            self.register_buffer("shot_queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.shot_key = None
         # set by TemporalContrastiveHook.on_forward before each loss call
         self.moco_encoder = None
         self.checkpoint = None
@@ -134,20 +150,24 @@ class TemporalContrastiveLoss(ClassyLoss):
                 f"the data of this step (empty or degenerate boxes?)")
 
     def forward(self, output: List[torch.Tensor], target=None) -> torch.Tensor:
+        c = self.loss_config
+        if isinstance(output, torch.Tensor) and c["region_weight"] == 0:
+            output = [output, None]  # a frame-only model: no region map, no region term
         if not isinstance(output, (list, tuple)) or len(output) != 2:
             raise ValueError("temporal_contrastive_loss expects the model outputs [frame embedding, region map]: "
                              "trunk resnet_regions with the heads [mlp, dense_region_head]")
         if self.key is None:
             raise RuntimeError("temporal_contrastive_loss: no key set; is TemporalContrastiveHook installed "
                                "(tools/run_distributed_engines.py installs it through vissl_ext's hook generator)?")
-        c = self.loss_config
         frame_q, region_map = output
         q = nn.functional.normalize(frame_q, dim=1)
         loss_frame = info_nce(q, self.key, self.queue, c["temperature"])
         self._check_finite("frame", loss_frame)
 
         rois = self.query_rois
-        if rois is not None and rois.shape[0] > 0:
+        if region_map is None:
+            loss_region = loss_frame.new_zeros(())
+        elif rois is not None and rois.shape[0] > 0:
             if self.query_input_size is not None:
                 check_region_map(region_map, self.query_input_size, self.spatial_scale, "query view (input)")
             qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale)
@@ -160,14 +180,33 @@ class TemporalContrastiveLoss(ClassyLoss):
             logging.info(f"temporal_contrastive_loss: no region pair at iteration {self.iteration} "
                          f"({int(self.num_batches_without_regions)} such batches so far)")
         self._check_finite("region", loss_region)
+        loss_shot = self._shot_term(q)
 
         with torch.no_grad():
             ring_write(self.queue, self.queue_ptr, gather_variable(self.key))
             if self.region_key is not None:
                 ring_write(self.region_queue, self.region_queue_ptr, gather_variable(self.region_key))
+            if loss_shot is not None:
+                ring_write(self.shot_queue, self.shot_queue_ptr, gather_variable(self.shot_key))
         self.last_terms = {"frame": float(loss_frame.detach()), "region": float(loss_region.detach()),
                            "regions": int(rois.shape[0]) if rois is not None else 0}
-        return c["frame_weight"] * loss_frame + c["region_weight"] * loss_region
+        total = c["frame_weight"] * loss_frame + c["region_weight"] * loss_region
+        if loss_shot is not None:
+            self.last_terms["shot"] = float(loss_shot.detach())
+            total = total + c["shot_weight"] * loss_shot
+        return total
+
+    def _shot_term(self, q: torch.Tensor):
+        """InfoNCE of the queries against the keys of their frames from another shot (None when
+        the shot term is off)."""
+        if self.loss_config["shot_weight"] <= 0:
+            return None
+        if self.shot_key is None or self.shot_key.shape[0] != q.shape[0]:
+            raise RuntimeError("temporal_contrastive_loss: shot_weight > 0 but the batch has no shot keys for its "
+                               "queries; use the video_shot_triplets source with COLLATE_FUNCTION=shot_moco_collator")
+        loss_shot = info_nce(q, self.shot_key, self.shot_queue, self.loss_config["shot_temperature"])
+        self._check_finite("shot", loss_shot)
+        return loss_shot
 
     def __repr__(self):
         return pprint.pformat({"name": "temporal_contrastive_loss", **self.loss_config}, indent=2)
@@ -201,15 +240,20 @@ def validate_temporal_contrastive_config(config):
         return
     where = "config.LOSS.temporal_contrastive_loss"
     c = loss_settings(config.LOSS.get("temporal_contrastive_loss", {}))
-    for key in ("temperature", "region_temperature"):
+    for key in ("temperature", "region_temperature", "shot_temperature"):
         need_number(c[key], f"{where}.{key}", low=0, low_open=True)
-    for key in ("queue_size", "region_queue_size", "roi_output_size", "embedding_dim", "region_embedding_dim"):
+    for key in ("queue_size", "region_queue_size", "shot_queue_size", "roi_output_size", "embedding_dim",
+                "region_embedding_dim"):
         need_int(c[key], f"{where}.{key}", 1)
-    for key in ("frame_weight", "region_weight"):
+    for key in ("frame_weight", "region_weight", "shot_weight"):
         need_number(c[key], f"{where}.{key}", low=0)
-    if c["frame_weight"] + c["region_weight"] == 0:
-        raise ConfigError(f"{where}: frame_weight and region_weight must not both be 0")
+    if c["frame_weight"] + c["region_weight"] + c["shot_weight"] == 0:
+        raise ConfigError(f"{where}: frame_weight, region_weight and shot_weight must not all be 0")
     need_number(c["momentum"], f"{where}.momentum", low=0, high=1, high_open=True)
+    coll = config.DATA.TRAIN.COLLATE_FUNCTION
+    if coll == "shot_moco_collator" or c["shot_weight"] > 0:
+        _validate_shot_level(config, c, where, coll)
+        return
     trunk = config.MODEL.TRUNK
     if trunk.NAME != "resnet_regions":
         raise ConfigError(f"{where} needs config.MODEL.TRUNK.NAME=resnet_regions (got {trunk.NAME}): it returns the "
@@ -232,3 +276,25 @@ def validate_temporal_contrastive_config(config):
         coll = config.DATA[split].COLLATE_FUNCTION
         if coll != "region_moco_collator":
             raise ConfigError(f"{where} needs config.DATA.{split}.COLLATE_FUNCTION=region_moco_collator (boxes in the batch), got {coll}")
+
+
+def _validate_shot_level(config, c, where, coll):
+    """pretrain/shot_temporal: frame + shot terms on a frame-only model (no region term yet)."""
+    if coll != "shot_moco_collator":
+        raise ConfigError(f"{where}.shot_weight={c['shot_weight']} needs config.DATA.TRAIN.COLLATE_FUNCTION="
+                          f"shot_moco_collator (the frame of another shot in the batch), got {coll}; the shot term "
+                          f"is not combined with region pairs")
+    if c["shot_weight"] <= 0:
+        raise ConfigError(f"{where}: shot_moco_collator batches carry shot keys but shot_weight is "
+                          f"{c['shot_weight']}; set it > 0 (or use moco_collator)")
+    if c["region_weight"] != 0:
+        raise ConfigError(f"{where}.region_weight must be 0 with shot_moco_collator (no boxes in its batches), "
+                          f"got {c['region_weight']}")
+    sources = list(config.DATA.TRAIN.DATA_SOURCES)
+    if sources != ["video_shot_triplets"]:
+        raise ConfigError(f"config.DATA.TRAIN.DATA_SOURCES must be [video_shot_triplets] for the shot term "
+                          f"(frames z_i, z_(i+k), and z_j from another shot), got {sources}")
+    heads = list(config.MODEL.HEAD.PARAMS)
+    if _head_out_dim(heads[-1]) != c["embedding_dim"]:
+        raise ConfigError(f"{where}.embedding_dim={c['embedding_dim']} must equal the last head's output dim "
+                          f"{_head_out_dim(heads[-1])}")

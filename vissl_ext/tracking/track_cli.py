@@ -33,7 +33,8 @@ from vissl_ext.tracking.tracker import TrackerParams, track_video
 from vissl_ext.tracking.trunk import load_tracker_trunk
 from vissl_ext.utils_io import write_json_atomic
 
-_COUNTS = ("frames", "unreadable", "frames_without_regions", "regions", "regions_unmatched", "matches", "tracks")
+_COUNTS = ("frames", "unreadable", "frames_without_regions", "regions", "regions_unmatched", "matches", "tracks",
+           "links_cut")
 _TIMES = ("t_read", "t_forward", "t_pool", "t_match", "t_chain")
 
 
@@ -155,6 +156,8 @@ def run(args) -> dict:
             save_video_tracks(out, vid, size, tracks)  # also when empty: marks the video done
             bar.update(entry.num_frames)
         bar.close()
+    if totals["links_cut"]:
+        logging.info(f"tracker: {totals['links_cut']} matches across a shot cut were dropped (tracks end at cuts)")
     if totals["regions_unmatched"]:
         logging.info(f"tracker: {totals['regions_unmatched']} of {totals['regions']} regions found no match "
                      f"(threshold {params.threshold}, mutual={params.mutual}); their tracks end there")

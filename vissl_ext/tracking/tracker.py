@@ -1,6 +1,7 @@
 """The Region Tracker of the paper (section 5): per video, ROI-pooled res4 features of each
 frame's proposals, nearest-neighbour matching i -> i+Δ with a distance threshold (optionally
-mutual), chained into tracks.
+mutual), chained into tracks. Where the manifest knows the video's shots, no match links two
+frames of different shots (a track ends at a cut).
 
 Frames stream through in windows (features of only the last Δ frames are kept), so memory does
 not grow with video length. No Python loop runs over regions.
@@ -15,6 +16,7 @@ import torch
 
 from vissl_ext.config import dataclass_from_dict
 from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.data.shots import shot_of_positions, shot_starts
 from vissl_ext.data.tracks_io import Track
 from vissl_ext.tracking.chaining import chain
 from vissl_ext.tracking.features import RegionFeatures
@@ -79,6 +81,7 @@ def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatu
     stats = {"frames": n, "unreadable": int((~props.readable).sum()),
              "frames_without_regions": int(sum(1 for i in range(n) if props.readable[i] and not len(boxes[i]))),
              "regions": int(sum(len(b) for b in boxes)), "regions_unmatched": 0, "matches": 0, "tracks": 0,
+             "links_cut": 0,
              "t_read": 0.0, "t_match": 0.0, "t_chain": 0.0}
     t_fwd0, t_pool0 = extractor.timings["forward"], extractor.timings["pool"]
     if n < 2 or len(usable) < 2:
@@ -95,6 +98,7 @@ def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatu
     feats: Dict[int, torch.Tensor] = {}
     empty = torch.zeros(0, 1)
     usable_set = set(usable)
+    shot = torch.tensor(shot_of_positions(entry.frame_indices, shot_starts(entry)))
     for s in range(0, n, window):
         e = min(s + window, n)
         want = [i for i in range(s, e) if i in usable_set]
@@ -134,7 +138,11 @@ def track_video(entry: VideoEntry, props: VideoProposals, extractor: RegionFeatu
             valid_src = mask[: e - D - base]
             has_target = torch.tensor([len(f) > 0 for f in seq[D:]]).unsqueeze(1)
             matched = nn != NO_MATCH
-            stats["regions_unmatched"] += int((valid_src & has_target & ~matched).sum())
+            # never link across a shot cut: the frame i+Δ shows another scene
+            cut = (shot[base: e - D] != shot[base + D: e]).unsqueeze(1)
+            stats["links_cut"] += int((matched & cut).sum())
+            matched = matched & ~cut
+            stats["regions_unmatched"] += int((valid_src & has_target & ~matched & ~cut).sum())
             slots = torch.arange(r).unsqueeze(0).expand_as(nn)
             src = (src_pos * R + slots)[matched]
             dst = ((src_pos + D) * R + nn)[matched]
