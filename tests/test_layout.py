@@ -52,7 +52,7 @@ LAYERS = [
     ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
     ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",
                                             "vissl_ext.study"]),
-    ("cli/demo/launcher", ["vissl_ext.launcher", "vissl_ext.preflight", "vissl_ext.demo"]),  # and every *_cli module
+    ("cli/demo/launcher", ["vissl_ext.launcher", "vissl_ext.preflight", "vissl_ext.demo", "vissl_ext.demo_shots"]),  # and every *_cli module
 ]
 
 
