@@ -2,6 +2,7 @@
 scope shot never straddle a cut, scope video keeps today's pairs, across_shots pairs two shots
 of one video; the shot-level source's third frame comes from another shot."""
 import logging
+import random
 
 import numpy as np
 import pytest
@@ -63,7 +64,8 @@ def test_across_shots_pairs_two_shots_of_one_video(joined_frames):
     (v,) = load_manifest(str(manifest))
     assert len(src) == v.num_frames  # every grid anchor (k=1) has partners in 4 other shots
     seen = set()
-    for idx in range(0, len(src), 7):
+    random.seed(0)  # z_j is redrawn on each read: fixed draws, enough of them to meet every shot
+    for idx in range(0, len(src), 2):
         (img_i, img_j), ok = src[idx]
         a, j = frame_pos(v, img_i), frame_pos(v, img_j)
         assert clip_of(v.frame_indices[a]) != clip_of(v.frame_indices[j])
