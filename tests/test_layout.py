@@ -47,7 +47,7 @@ def test_tool_is_a_shim_over_the_cli_convention(tool, capsys):
 LAYERS = [
     ("core", ["vissl_ext", "vissl_ext.compat", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils_io",
               "vissl_ext.checkpoints", "vissl_ext.cli_common", "vissl_ext.shard_jobs", "vissl_ext.safe_load",
-              "vissl_ext.env_masking", "vissl_ext.console"]),
+              "vissl_ext.env_masking", "vissl_ext.console", "vissl_ext.hook_base"]),
     ("data", ["vissl_ext.data"]),
     ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
     ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",

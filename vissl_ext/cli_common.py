@@ -97,6 +97,25 @@ def process_pool(workers: int):
     return ProcessPoolExecutor(workers, initializer=_end_with_parent, initargs=(os.getpid(),))
 
 
+def map_jobs(fn: Callable, jobs: list, workers: int, what: str, progress: bool = True, **bar) -> list:
+    """``fn(job) -> (id, error or None)`` for every job, on a process pool when ``workers`` > 1,
+    with a progress bar (``bar``: tqdm's desc/unit); returns the errors, each logged as ``what``."""
+    from contextlib import nullcontext
+
+    from tqdm import tqdm
+
+    failures = []
+    pbar = tqdm(total=len(jobs), disable=not progress, **bar)
+    with process_pool(workers) if workers > 1 and len(jobs) > 1 else nullcontext() as pool:
+        for _, err in (pool.map(fn, jobs) if pool else map(fn, jobs)):
+            pbar.update(1)
+            if err:
+                failures.append(err)
+                logging.warning(f"{what}: {err}")
+    pbar.close()
+    return failures
+
+
 def parse_shard(shard: Optional[str]) -> Tuple[int, int]:
     """'i/n', or torch.distributed's RANK/WORLD_SIZE from the environment, or 0/1."""
     if shard:

@@ -3,9 +3,8 @@ model, iterations, checkpoint folder), one line per logging step (loss and its t
 iterations/s, ETA) and a closing line. Rank 0 only; the lines also go to log.txt."""
 import time
 
-from classy_vision.hooks import ClassyHook
-
 from vissl_ext.console import say
+from vissl_ext.hook_base import EventHook
 from vissl_ext.registry import register_hook_factory
 
 
@@ -49,13 +48,7 @@ def describe_model(cfg, resumed: bool = False) -> str:
             f"weights: {init}")
 
 
-class ConsoleProgressHook(ClassyHook):
-    on_forward = ClassyHook._noop
-    on_loss_and_meter = ClassyHook._noop
-    on_backward = ClassyHook._noop
-    on_update = ClassyHook._noop
-    on_phase_start = ClassyHook._noop
-    on_phase_end = ClassyHook._noop
+class ConsoleProgressHook(EventHook):
 
     def __init__(self, log_frequency: int):
         super().__init__()

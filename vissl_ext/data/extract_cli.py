@@ -20,9 +20,9 @@ import os
 import sys
 from dataclasses import asdict
 
-from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, is_output_error, output_dir, parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import (add_video_flags, is_output_error, map_jobs, output_dir, parse_shard, parser, run_main,
+                                  shard_of)
 from vissl_ext.data.extraction import (
     ExtractParams,
     extract_video,
@@ -174,25 +174,8 @@ def run(args) -> dict:
                  f"{len(mine) - len(todo)} already done, {len(todo)} to do"
                  + (f" (shots: {shots.detector} detector, threshold {shots.threshold})" if shots else ""))
     jobs = [(p, vid, out, params, args.index_only, shots, ex) for p, vid, ex in todo]
-    failures = []
-    bar = tqdm(total=len(jobs), desc="index" if args.index_only else "extract", unit="video",
-               disable=args.no_progress)
-    if args.workers > 1 and len(jobs) > 1:
-        with process_pool(args.workers) as ex:
-            results = ex.map(_process_one, jobs)
-            for vid, err in results:
-                bar.update(1)
-                if err:
-                    failures.append(err)
-                    logging.warning(f"skipped unreadable video: {err}")
-    else:
-        for job in jobs:
-            vid, err = _process_one(job)
-            bar.update(1)
-            if err:
-                failures.append(err)
-                logging.warning(f"skipped unreadable video: {err}")
-    bar.close()
+    failures = map_jobs(_process_one, jobs, args.workers, "skipped unreadable video", not args.no_progress,
+                        desc="index" if args.index_only else "extract", unit="video")
     if failures:
         write_json_atomic(os.path.join(out, f"failed_{shard}-of-{num_shards}.json"), failures, indent=1)
     path, entries = write_manifest(out)

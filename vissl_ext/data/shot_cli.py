@@ -17,19 +17,11 @@ import logging
 import os
 import sys
 
-from tqdm import tqdm
 
-from vissl_ext.cli_common import parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.cli_common import map_jobs, parse_shard, parser, run_main, shard_of
 from vissl_ext.data.manifest import load_manifest, save_manifest
-from vissl_ext.data.shots import (
-    ShotParams,
-    add_shot_args,
-    detect_entry,
-    load_cached_shots,
-    same_params,
-    save_shots,
-    shots_record,
-)
+from vissl_ext.data.shots import (ShotParams, add_shot_args, detect_entry, load_cached_shots, same_params, save_shots,
+                                  shots_record)
 from vissl_ext.data.video_io import VideoDecodeError
 from vissl_ext.shard_jobs import add_slurm_args, submit_and_merge
 from vissl_ext.utils_io import write_json_atomic
@@ -97,19 +89,8 @@ def run(args) -> dict:
     logging.info(f"shots ({params.detector}, threshold {params.threshold}) shard {shard}/{num_shards}: {len(mine)} "
                  f"videos, {len(mine) - len(todo)} already done, {len(todo)} to do")
     jobs = [(e, folder, params, args.decoder) for e in todo]
-    failures = []
-    bar = tqdm(total=len(jobs), desc="shots", unit="video", disable=args.no_progress)
-    if args.workers > 1 and len(jobs) > 1:
-        with process_pool(args.workers) as ex:
-            results = list(ex.map(_detect_one, jobs))
-    else:
-        results = map(_detect_one, jobs)
-    for vid, err in results:
-        bar.update(1)
-        if err:
-            failures.append(err)
-            logging.warning(f"shot detection skipped a video: {err}")
-    bar.close()
+    failures = map_jobs(_detect_one, jobs, args.workers, "shot detection skipped a video", not args.no_progress,
+                        desc="shots", unit="video")
     if failures:
         write_json_atomic(os.path.join(folder, f"failed_shots_{shard}-of-{num_shards}.json"), failures, indent=1)
     merged = merge_shots(args.manifest, output, params)

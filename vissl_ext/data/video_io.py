@@ -86,17 +86,23 @@ def probe_video(path: str, decoder: str = "pyav") -> VideoInfo:
     raise ValueError(f"unknown decoder '{decoder}', expected one of {DECODERS}")
 
 
-def _probe_pyav(path: str) -> VideoInfo:
+def _open_pyav(path: str):
+    """(container, its first video stream); VideoDecodeError naming the file otherwise."""
     import av
 
     try:
         container = av.open(path)
     except Exception as e:  # av.error.* for corrupt headers, unknown formats
         raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: no video stream")
+    return container, container.streams.video[0]
+
+
+def _probe_pyav(path: str) -> VideoInfo:
+    container, stream = _open_pyav(path)
     try:
-        if not container.streams.video:
-            raise VideoDecodeError(f"{path}: no video stream")
-        stream = container.streams.video[0]
         pts, key_pts, truncated = _demux_pts(container, stream)
         if not pts:
             raise VideoDecodeError(f"{path}: no decodable video packets" + (f" ({truncated})" if truncated else ""))
@@ -444,16 +450,8 @@ def decode_sequential(path: str, decoder: str = "pyav", stats: Optional[dict] = 
     stats = {} if stats is None else stats
     stats.update(decoded=0, declared=0, corrupt_packets=0, error=None)
     if decoder == "pyav":
-        import av
-
+        container, stream = _open_pyav(path)
         try:
-            container = av.open(path)
-        except Exception as e:
-            raise VideoDecodeError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
-        try:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream")
-            stream = container.streams.video[0]
             table, _, truncated = _demux_pts(container, stream)
             index_of = {t: i for i, t in enumerate(sorted(set(table)))}
             stats["declared"] = max(int(stream.frames or 0), len(index_of))

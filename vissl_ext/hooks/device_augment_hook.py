@@ -7,8 +7,8 @@ normalised on ``task.device``, each view with its own random parameters. VISSL's
 wrapper has moved the uint8 batch to the device by then (a quarter of float32's bytes).
 """
 import torch
-from classy_vision.hooks.classy_hook import ClassyHook
 
+from vissl_ext.hook_base import EventHook
 from vissl_ext.registry import register_hook_factory
 
 VIEW_KEYS = ("data", "data_momentum")
@@ -32,15 +32,7 @@ class DeviceAugmentIterator:
         return len(self.inner)
 
 
-class DeviceAugmentHook(ClassyHook):
-    on_start = ClassyHook._noop
-    on_forward = ClassyHook._noop
-    on_loss_and_meter = ClassyHook._noop
-    on_backward = ClassyHook._noop
-    on_update = ClassyHook._noop
-    on_step = ClassyHook._noop
-    on_phase_end = ClassyHook._noop
-    on_end = ClassyHook._noop
+class DeviceAugmentHook(EventHook):
 
     def __init__(self, spec):
         super().__init__()

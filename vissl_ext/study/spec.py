@@ -95,11 +95,11 @@ def load_study(path: str) -> Study:
     """Parse and check a study file; every problem is a StudyError naming the file and entry."""
     import yaml
 
-    if not os.path.isfile(path):
-        raise StudyError(f"study file {path} does not exist")
     try:
         with open(path) as f:
             doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise StudyError(f"study file {path} does not exist")
     except yaml.YAMLError as e:
         raise StudyError(f"{path}: not valid YAML ({e})")
     if not isinstance(doc, dict):
@@ -120,25 +120,23 @@ def load_study(path: str) -> Study:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise StudyError(f"{path}: {what} names must be unique, repeated: {dup}")
+    # the file each kind needs: (entries, kind -> attribute); relative paths are made absolute first
+    needed = ((models, "models", {"vissl": "checkpoint", "torchvision": "weights"}, ("checkpoint", "weights")),
+              (evals, "evaluations", {"ris": "manifest", "ade20k": "dataset_root"}, ("manifest", "dataset_root")))
+    for items, key, by_kind, attrs in needed:
+        for i, x in enumerate(items):
+            for a in attrs:
+                setattr(x, a, rel(getattr(x, a)))
+            if x.kind in by_kind:
+                _check_file(getattr(x, by_kind[x.kind]), f"{path}: {key}[{i}] ({x.name})", by_kind[x.kind])
     for i, m in enumerate(models):
-        where = f"{path}: models[{i}] ({m.name})"
-        m.checkpoint, m.weights = rel(m.checkpoint), rel(m.weights)
-        if m.kind == "vissl":
-            _check_file(m.checkpoint, where, "checkpoint")
-        elif m.kind == "torchvision":
-            _check_file(m.weights, where, "weights")
         if not isinstance(m.seed, int) or isinstance(m.seed, bool) or m.depth not in (18, 34, 50, 101, 152):
-            raise StudyError(f"{where}: seed must be an integer and depth one of 18, 34, 50, 101, 152")
+            raise StudyError(f"{path}: models[{i}] ({m.name}): seed must be an integer and depth one of 18, 34, 50, 101, 152")
     for i, e in enumerate(evals):
         where = f"{path}: evaluations[{i}] ({e.name})"
-        e.manifest, e.dataset_root = rel(e.manifest), rel(e.dataset_root)
-        if e.kind == "ris":
-            _check_file(e.manifest, where, "manifest")
-        elif e.kind == "linear" and not e.config:
+        if e.kind == "linear" and not e.config:
             raise StudyError(f"{where}: needs 'config' (a VISSL benchmark config, e.g. "
                              f"benchmark/linear_image_classification/imagenet1k/eval_resnet_8gpu_transfer_in1k_linear)")
-        elif e.kind == "ade20k":
-            _check_file(e.dataset_root, where, "dataset_root")
     compute = dict(doc.get("compute") or {"backend": "local"})
     backend = compute.get("backend", "local")
     if backend not in BACKENDS:
