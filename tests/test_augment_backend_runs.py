@@ -22,7 +22,8 @@ def test_device_backend_two_spawned_gloo_processes(video_frames_dir, tmp_path):
                           f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
                           f"config.CHECKPOINT.DIR={tmp_path}/ck", "config.DATA.TRAIN.AUGMENT_BACKEND=device",
                           "config.DISTRIBUTED.NUM_PROC_PER_NODE=2", "config.MULTI_PROCESSING_METHOD=spawn",
-                          "config.DATA.TRAIN.DATA_LIMIT=16"], cwd=tmp_path)
+                          "config.DATA.TRAIN.DATA_LIMIT=16"], cwd=tmp_path,
+                         env={"VISSL_EXT_VERBOSE": "1"})  # VISSL's full console: the asserts read its lines
     assert rc == 0, out[-3000:]
     assert "world_size: 2, rank: 1" in out
     assert "'ToUint8Tensor'" in out and out.count("adds ['DeviceAugmentHook']") == 2  # both ranks
@@ -34,7 +35,8 @@ def test_fast_backend_trains_the_baseline(video_frames_dir, tmp_path):
     rc, out = run_engine(["config=pretrain/tiny/moco_video_baseline_cpu",
                           f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
                           f"config.CHECKPOINT.DIR={tmp_path}/ck", "config.DATA.TRAIN.AUGMENT_BACKEND=fast",
-                          "config.DATA.TRAIN.VIDEO.FRAMES_PER_VIDEO=4"], cwd=tmp_path)  # 2 videos x 4 = DATA_LIMIT
+                          "config.DATA.TRAIN.VIDEO.FRAMES_PER_VIDEO=4"], cwd=tmp_path,  # 2 videos x 4 = DATA_LIMIT
+                         env={"VISSL_EXT_VERBOSE": "1"})
     assert rc == 0, out[-3000:]
     assert "FastMocoV2Aug" in out and "ImgPilColorDistortion" not in out.split("AUGMENT_BACKEND=fast")[-1]
     ls = losses(tmp_path / "ck")

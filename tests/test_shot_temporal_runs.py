@@ -21,7 +21,7 @@ _spec.loader.exec_module(_runs)
 def test_two_processes_train_frame_and_shot_terms(joined_frames, tmp_path):
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "queue_dump_plugin.py").write_text(_runs.QUEUE_DUMP_PLUGIN)
-    env = {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(tmp_path),
+    env = {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(tmp_path), "VISSL_EXT_VERBOSE": "1",
            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plug"), os.environ.get("PYTHONPATH", "")])}
     rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu",
                           f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
