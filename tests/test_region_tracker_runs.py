@@ -141,7 +141,8 @@ def test_resume_restores_queues_and_encoder(tracks, tmp_path):
 
 def test_device_augmentation_backend_trains_region_pairs(tracks, tmp_path):
     """AUGMENT_BACKEND=device: boxes moved by the CPU crop/flip, photometry batched on the device."""
-    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.DATA.TRAIN.AUGMENT_BACKEND=device"), cwd=tmp_path)
+    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.DATA.TRAIN.AUGMENT_BACKEND=device"), cwd=tmp_path,
+                         env={"VISSL_EXT_VERBOSE": "1"})  # the asserts read VISSL's own console lines
     assert rc == 0, out[-3000:]
     assert "adds ['DeviceAugmentHook']" in out and "with at least one region pair" in out
     ls = losses(tmp_path / "ck")

@@ -72,10 +72,11 @@ def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)  # 16 samples / (2 ranks x 4) = 2 iterations
     assert os.path.isfile(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
-    # the dump happened (names shown, masked) and no value reached the output or any written file
+    # the dump happened (names shown, masked, in log.txt; the console is quiet) and no value
+    # reached the output or any written file
     log = (tmp_path / "ck" / "log.txt").read_text()
     for name, value in SECRETS.items():
-        assert f"{name}:\t***" in out and f"{name}:\t***" in log
+        assert f"{name}:\t***" in log
         assert value not in out
     files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "ck") for f in fs]
     assert len(files) >= 3
