@@ -55,24 +55,25 @@ ENTRY_POINTS = ["convert", "track_regions", "ris_torchvision", "ris_score_alldat
                 "ade20k_model_weights", "ris_engine", "pretrain_params_file"]
 
 
+def _crafted_through(tmp_path, data, entry, name, kind, capsys):
+    """Write a crafted file of ``kind`` as ``name``, pass it to ``entry``: refused, payload never run."""
+    marker = str(tmp_path / "PAYLOAD_RAN")
+    f = write_crafted(tmp_path / name, marker, kind)
+    tool, argv = _entry_points(data, f)[entry]
+    code, out = run_tool(tool, argv, capsys)
+    _assert_refused(code, out, f, marker)
+
+
 @pytest.mark.parametrize("kind", ["torch_zip", "torch_legacy"])
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_crafted_torch_file_is_refused_everywhere(tmp_path, data, entry, kind, capsys):
-    marker = str(tmp_path / "PAYLOAD_RAN")
-    ckpt = write_crafted(tmp_path / "crafted.pth", marker, kind)  # .pth: also the alldata.pth route
-    tool, argv = _entry_points(data, ckpt)[entry]
-    code, out = run_tool(tool, argv, capsys)
-    _assert_refused(code, out, ckpt, marker)
+    _crafted_through(tmp_path, data, entry, "crafted.pth", kind, capsys)  # .pth: also the alldata.pth route
 
 
 @pytest.mark.parametrize("entry", ["ade20k_weights", "ade20k_model_weights"])
 def test_crafted_detectron2_pkl_is_refused(tmp_path, data, entry, capsys):
     """A .pkl given as weights goes to detectron2's own pickle loader in the workers: checked first."""
-    marker = str(tmp_path / "PAYLOAD_RAN")
-    pkl = write_crafted(tmp_path / "R-50.pkl", marker, "pkl")
-    tool, argv = _entry_points(data, pkl)[entry]
-    code, out = run_tool(tool, argv, capsys)
-    _assert_refused(code, out, pkl, marker)
+    _crafted_through(tmp_path, data, entry, "R-50.pkl", "pkl", capsys)
 
 
 @pytest.mark.parametrize("ext", ["npy", "npz"])

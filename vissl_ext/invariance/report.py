@@ -75,20 +75,26 @@ def table_cells(records: List[dict]):
     return header, rows
 
 
-def format_markdown(records: List[dict]) -> str:
-    header, rows = table_cells(records)
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    """A Markdown table, the first column left-aligned and the others right-aligned."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def format_csv(records: List[dict]) -> str:
-    header, rows = table_cells(records)
+def csv_table(header: List[str], rows: List[List[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue()
+
+
+def format_markdown(records: List[dict]) -> str:
+    return markdown_table(*table_cells(records))
+
+
+def format_csv(records: List[dict]) -> str:
+    return csv_table(*table_cells(records))
 
 
 def write_ris_report(results: Mapping[str, Sequence[dict]], out_dir: str, stem: str = "ris_table",
@@ -128,45 +134,56 @@ def format_table(records: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def chart_figure(records: List[dict], title: str = "Top-K Representation Invariance Score (%)"):
-    """Grouped bar chart: one group per invariance x Top-K, one bar per model, each bar
-    labelled with its value. Returns the matplotlib figure (Agg backend)."""
+def grouped_bars(labels: List[str], rows: Mapping[str, List[float]], title: str, ylabel: str,
+                 percent: bool = False):
+    """Grouped bar chart: one group per label, one bar per row (model), each bar labelled with
+    its value (NaN: no bar). Returns the matplotlib figure (Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    invs, ks = _columns(records)
-    rows = _grid(records)
-    groups = [(i, k) for i in invs for k in ks]
     width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) + 2) + 2, 4.5))  # + the legend beside
-    x = np.arange(len(groups))
-    for j, (model, vals) in enumerate(rows.items()):
-        ys = [vals.get(g, np.nan) for g in groups]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels) + 2) + 2, 4.5))  # + the legend beside
+    x = np.arange(len(labels))
+    for j, (model, ys) in enumerate(rows.items()):
         bars = ax.bar(x + (j - (len(rows) - 1) / 2) * width, ys, width, label=model)
         # every bar carries its value: small differences are readable without the table
         ax.bar_label(bars, labels=["" if np.isnan(y) else f"{y:.1f}" for y in ys], fontsize=7,
-                     rotation=90 if len(rows) * len(groups) > 12 else 0, padding=2)
+                     rotation=90 if len(rows) * len(labels) > 12 else 0, padding=2)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{INVARIANCE_TITLES.get(i, i)}\nTop-{k}" for i, k in groups], fontsize=8)
-    ax.set_ylabel("RIS (%)")
-    top = max([v for vals in rows.values() for v in vals.values() if v == v] + [1.0])
-    ax.set_ylim(0, min(112, top * 1.15 + 2))  # room for the labels above the bars
-    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= 100])
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    top = max([v for ys in rows.values() for v in ys if v == v] + [1.0])
+    ax.set_ylim(0, min(112, top * 1.15 + 2) if percent else top * 1.15)  # room for the labels above the bars
+    if percent:
+        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= 100])
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     return fig
 
 
-def plot_chart(records: List[dict], path: str, title: str = "Top-K Representation Invariance Score (%)"):
-    """:func:`chart_figure` written as a PNG (atomic)."""
+def save_figure(fig, path: str) -> str:
+    """A figure written as a PNG (atomic), then closed."""
     import matplotlib.pyplot as plt
 
-    fig = chart_figure(records, title)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def chart_figure(records: List[dict], title: str = "Top-K Representation Invariance Score (%)"):
+    """:func:`grouped_bars` of RIS records: one group per invariance x Top-K, one bar per model."""
+    invs, ks = _columns(records)
+    groups = [(i, k) for i in invs for k in ks]
+    rows = {model: [vals.get(g, float("nan")) for g in groups] for model, vals in _grid(records).items()}
+    return grouped_bars([f"{INVARIANCE_TITLES.get(i, i)}\nTop-{k}" for i, k in groups], rows, title, "RIS (%)",
+                        percent=True)
+
+
+def plot_chart(records: List[dict], path: str, title: str = "Top-K Representation Invariance Score (%)"):
+    """:func:`chart_figure` written as a PNG (atomic)."""
+    return save_figure(chart_figure(records, title), path)
