@@ -156,6 +156,9 @@ def test_study_file_errors_name_the_entry(tmp_path):
                                  "evaluations": [{"name": "x", "kind": "knn"}]}))
     with pytest.raises(StudyError, match=r"evaluations\[0\]: kind must be one of"):
         load_study(str(p))
+    p.write_text("models: [\n")
+    with pytest.raises(StudyError, match=r"not valid YAML \([^\n]*\)$"):  # one line
+        load_study(str(p))
     assert main([str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
 

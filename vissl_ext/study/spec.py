@@ -101,7 +101,7 @@ def load_study(path: str) -> Study:
     except FileNotFoundError:
         raise StudyError(f"study file {path} does not exist")
     except yaml.YAMLError as e:
-        raise StudyError(f"{path}: not valid YAML ({e})")
+        raise StudyError(f"{path}: not valid YAML ({' '.join(str(e).split())})")  # one line
     if not isinstance(doc, dict):
         raise StudyError(f"{path}: must be a mapping with 'models' and 'evaluations'")
     unknown = set(doc) - {"models", "evaluations", "compute", "overrides"}
