@@ -1,6 +1,7 @@
 """Preemption through the real launcher: a SIGKILL of the process group while VISSL writes a
 checkpoint, then the same command again (what a cluster's requeue does). Two phases of one
-iteration each, a checkpoint per phase: save 1 is model_phase0.torch, save 2 the final one."""
+iteration each, a checkpoint per phase: save 1 is model_phase0.torch, save 2 the final one.
+The kill is injected from the test side (tests/fault_injection/sitecustomize.py)."""
 import os
 import subprocess
 import sys
@@ -8,8 +9,7 @@ import sys
 import pytest
 import torch
 
-from vissl_ext_testing import REPO
-from vissl_ext.checkpoints import KILL_AT_SAVE_ENV
+from vissl_ext_testing import REPO, fault_injection_env
 
 pytestmark = pytest.mark.slow
 
@@ -17,11 +17,9 @@ FINAL = "model_final_checkpoint_phase1.torch"
 
 
 def launch(video_frames_dir, tmp_path, kill_at_save=None):
-    """The launcher in its own session (the SIGKILL goes to its process group, not pytest's)."""
-    env = dict(os.environ)
-    env.pop(KILL_AT_SAVE_ENV, None)
-    if kill_at_save:
-        env[KILL_AT_SAVE_ENV] = str(kill_at_save)
+    """The launcher in its own session (the SIGKILL goes to its process group, not pytest's);
+    ``kill_at_save``: tests/fault_injection/ kills it halfway through that checkpoint write."""
+    env = fault_injection_env(sigkill_at_save=kill_at_save)
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_distributed_engines.py"),
            "config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
            "config.DATA.TRAIN.DATA_LIMIT=4", "config.OPTIMIZER.num_epochs=2", f"config.CHECKPOINT.DIR={tmp_path}/ck"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from vissl_ext_testing import REPO
+from vissl_ext_testing import REPO, fault_injection_env
 from vissl_ext import checkpoints as C
 
 
@@ -123,7 +123,6 @@ _KILLED_SAVE = """
 import os, sys, torch
 sys.path.insert(0, {repo!r})
 from vissl_ext import checkpoints as C
-os.environ[C.KILL_AT_SAVE_ENV] = "2"
 C.save_checkpoint(sys.argv[1], {{"phase_idx": 0, "iteration": 0, "classy_state_dict": {{"w": torch.zeros(1 << 20)}}}}, "model_final_checkpoint_phase0.torch")
 C.save_checkpoint(sys.argv[1], {{"phase_idx": 9, "iteration": 9, "classy_state_dict": {{"w": torch.ones(1 << 20)}}}}, "model_final_checkpoint_phase0.torch")
 print("not killed")
@@ -131,10 +130,11 @@ print("not killed")
 
 
 def test_sigkill_while_overwriting_keeps_the_previous_file(tmp_path):
-    """A real SIGKILL of the process group halfway through a write: the old checkpoint stays
-    whole, the partial write is a temp file that the next resume removes."""
+    """A real SIGKILL of the process group halfway through a write (injected from the test side,
+    tests/fault_injection/): the old checkpoint stays whole, the partial write is a temp file
+    that the next resume removes."""
     p = subprocess.run([sys.executable, "-c", _KILLED_SAVE.format(repo=REPO), str(tmp_path)], capture_output=True,
-                       text=True, timeout=300, start_new_session=True)
+                       text=True, timeout=300, start_new_session=True, env=fault_injection_env(sigkill_at_save=2))
     assert p.returncode == -9, p.stdout + p.stderr
     names = sorted(os.listdir(tmp_path))
     assert names[0].startswith(".model_final_checkpoint_phase0.torch.") and names[0].endswith(".tmp")

@@ -4,6 +4,7 @@ import ast
 import glob
 import importlib
 import os
+import re
 
 import pytest
 
@@ -146,3 +147,30 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert find_cycle({**graph, "vissl_ext.data.c": set()}) is None
     assert layer_of("vissl_ext.config") < layer_of("vissl_ext.data.manifest") < layer_of("vissl_ext.tracking.tracker")
     assert layer_of("vissl_ext.tracking.tracker") < layer_of("vissl_ext.invariance.ris") < layer_of("vissl_ext.tracking.track_cli")
+
+
+# ------------------------------------------------------------------------------ no test hooks
+# Faults that tests inject (a SIGKILL mid-save, a shard task killed) live in
+# tests/fault_injection/ and reach a subprocess through its PYTHONPATH: the package reads no
+# test-only environment variable.
+_TEST_ENV_NAME = re.compile(r"^(?:[A-Z0-9]+_)*TEST_[A-Z0-9_]+$|^[A-Z0-9_]+_TEST$")
+
+
+def find_test_only_hooks(source: str):
+    """Test-only environment names in a module's source: VISSL_EXT_TEST_* anywhere, and string
+    constants named like an environment variable with a TEST_ part (not a split name: 'TEST')."""
+    found = set(re.findall(r"VISSL_EXT_TEST_\w*", source))
+    found |= {n.value for n in ast.walk(ast.parse(source))
+              if isinstance(n, ast.Constant) and isinstance(n.value, str) and _TEST_ENV_NAME.match(n.value)}
+    return sorted(found)
+
+
+def test_no_test_only_env_hooks_in_the_package():
+    mods = package_modules()
+    hooks = {m: find_test_only_hooks(open(p).read()) for m, p in mods.items()}
+    assert not {m: h for m, h in hooks.items() if h}, "test-only hooks in the package (inject from tests/fault_injection/)"
+    # the check sees the hooks the package once had, and leaves VISSL's split names alone
+    assert find_test_only_hooks('KILL_AT_SAVE_ENV = "VISSL_EXT_TEST_SIGKILL_AT_SAVE"') == ["VISSL_EXT_TEST_SIGKILL_AT_SAVE"]
+    assert find_test_only_hooks('if os.environ.get("VISSL_EXT_TEST_KILL_SHARD") == "1": pass') == ["VISSL_EXT_TEST_KILL_SHARD"]
+    assert find_test_only_hooks('x = os.environ.get("MYLIB_TEST_FAULT")') == ["MYLIB_TEST_FAULT"]
+    assert find_test_only_hooks('split = cfg["DATA"]["TEST"]; r = os.environ["RANK"]') == []

@@ -11,7 +11,7 @@ import pytest
 from vissl_ext.data.manifest import load_manifest
 from vissl_ext.shard_jobs import strip_slurm_options
 from vissl_ext.tracking.proposals import ProposalParams, load_proposals, propose_frame
-from vissl_ext_testing import shared_path
+from vissl_ext_testing import fault_injection_env, shared_path
 
 
 def test_strip_slurm_options():
@@ -65,8 +65,9 @@ def test_chain_on_local_array_jobs_equals_one_process(tmp_path):
     one, arr = tmp_path / "one", tmp_path / "arr"
     _main("vissl_ext.data.extract_cli", [*videos, one, *ex])
 
-    # shard 1 is killed (SIGKILL) after its work, before it marks itself done: reported, nothing merged
-    s = _main("vissl_ext.data.extract_cli", [*videos, arr, *ex, *slurm], env={"VISSL_EXT_TEST_KILL_SHARD": "1"})
+    # shard 1 is killed (SIGKILL, injected by tests/fault_injection/ into the submitit task) after
+    # its work, before it marks itself done: reported, nothing merged
+    s = _main("vissl_ext.data.extract_cli", [*videos, arr, *ex, *slurm], env=fault_injection_env(kill_shard=1))
     assert s["ok"] is False and s["submitted"] == [0, 1] and [f["shard"] for f in s["failed"]] == [1]
     assert os.path.isfile(s["failed"][0]["stderr"]) and "merged" not in s
     # rerun: only shard 1 goes again, then the merge writes the manifest

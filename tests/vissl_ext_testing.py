@@ -79,6 +79,25 @@ def run_engine(overrides, cwd, timeout=600, env=None):
     return p.returncode, p.stdout + p.stderr
 
 
+FAULT_INJECTION_DIR = os.path.join(REPO, "tests", "fault_injection")
+_FAULTS = {"sigkill_at_save": "VISSL_EXT_TEST_SIGKILL_AT_SAVE", "kill_shard": "VISSL_EXT_TEST_KILL_SHARD"}
+
+
+def fault_injection_env(base=None, **faults):
+    """The environment (``base``, default os.environ) of a subprocess, and of the processes it
+    starts, with real faults injected by tests/fault_injection/sitecustomize.py:
+    ``sigkill_at_save=N`` (SIGKILL of the process group halfway through its N-th checkpoint
+    write), ``kill_shard=K`` (SIGKILL of array task K before it writes its marker). Without
+    faults: ``base`` less any fault left in it."""
+    env = {k: v for k, v in dict(os.environ if base is None else base).items() if k not in _FAULTS.values()}
+    unknown = set(faults) - set(_FAULTS)
+    assert not unknown, f"unknown faults {unknown}: {sorted(_FAULTS)}"
+    faults = {_FAULTS[k]: str(v) for k, v in faults.items() if v is not None}
+    if faults:
+        env.update(faults, PYTHONPATH=os.pathsep.join(p for p in (FAULT_INJECTION_DIR, env.get("PYTHONPATH")) if p))
+    return env
+
+
 def garbage_in_middle(src, dst, nbytes=200_000, seed=0):
     """A copy of the video ``src`` with ``nbytes`` of random bytes over its middle (container
     index intact, a stretch of packets corrupt)."""

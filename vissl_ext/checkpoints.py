@@ -17,7 +17,6 @@ import glob
 import logging
 import os
 import re
-import signal
 from typing import List, Optional
 
 from vissl_ext.utils_io import atomic_open
@@ -26,43 +25,14 @@ FINAL_RE = re.compile(r"^model_final_checkpoint_([a-z]+)(\d+)\.torch$")
 NUMBERED_RE = re.compile(r"^model_(phase|iteration)(\d+)\.torch$")
 # what VISSL's LogLossMetricsCheckpointHook writes into a consolidated checkpoint
 REQUIRED_KEYS = ("classy_state_dict", "phase_idx", "iteration")
-# test-only: SIGKILL this process group halfway through the N-th checkpoint write of this
-# process (tests/test_checkpoint_resume.py simulates a preempted job with it)
-KILL_AT_SAVE_ENV = "VISSL_EXT_TEST_SIGKILL_AT_SAVE"
-_saves = 0
-
-
-class _KillHalfway:
-    """File wrapper that SIGKILLs the process group once ``limit`` bytes went to disk."""
-
-    def __init__(self, f, limit: int):
-        self._f, self._limit, self._written = f, limit, 0
-
-    def write(self, b):
-        n = self._f.write(b)
-        self._written += len(b)
-        if self._written >= self._limit:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        return n
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
 
 
 def save_torch_atomic(obj, path: str):
     """torch.save to a temporary file in the same folder, fsync, atomic rename."""
     import torch
 
-    global _saves
-    _saves += 1
-    kill_at = os.environ.get(KILL_AT_SAVE_ENV)
     with atomic_open(path, "wb") as f:
-        if kill_at and int(kill_at) == _saves:
-            torch.save(obj, _KillHalfway(f, limit=1 << 20))
-        else:
-            torch.save(obj, f)
+        torch.save(obj, f)
 
 
 def save_checkpoint(checkpoint_folder: str, state, checkpoint_file: str = "checkpoint.torch") -> str:
