@@ -138,6 +138,14 @@ def shard_of(items: list, shard: int, num_shards: int) -> list:
     return items[shard::num_shards]
 
 
+def shard_range(num_items: int, shard: int, num_shards: int) -> range:
+    """Shard ``shard`` of ``num_shards`` as a contiguous block of ``range(num_items)`` (sizes
+    differ by at most one): for outputs kept in input order, the shards concatenate."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
+    return range(shard * num_items // num_shards, (shard + 1) * num_items // num_shards)
+
+
 def run_main(parse_args: Callable, run: Callable, argv: Optional[Sequence[str]] = None,
              user_errors: Tuple[Type[BaseException], ...] = USER_ERRORS,
              shown: Optional[Callable] = lambda s: s) -> int:

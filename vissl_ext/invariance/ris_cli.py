@@ -3,13 +3,23 @@
     python tools/compute_ris.py score --manifest m.json --features feats.npy --model mocov2 --out results/
     python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --weights r50.pth --model sup --out results/
     python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --no-weights --seed 0 --model random --out results/
+    python tools/compute_ris.py torchvision --manifest m.json --weights r50.pth --model sup --out results/ --device cuda \
+        --slurm --slurm-shards 16 --partition learnfair --gpus-per-task 1        # array job, then merge + score
+    python tools/compute_ris.py torchvision --manifest m.json --weights r50.pth --model sup --out results/ --shard 3/16
     python tools/compute_ris.py report results/ --chart results/chart.png
+
+``torchvision --shard i/n`` extracts only block i of n of the manifest's images into
+``<out>/features_<model>__<set>_<layer>_shards/`` (resumable) and scores nothing; the same command
+without ``--shard`` merges the n shards into ``<out>/features_<model>__<set>_<layer>.npy`` and scores.
+``--slurm`` does both: the shards as an array job (a rerun submits only unfinished ones), then the merge.
 """
 import logging
 import os
+import sys
 
-from vissl_ext.cli_common import output_dir, parser, run_main
+from vissl_ext.cli_common import output_dir, parse_shard, parser, run_main
 from vissl_ext.safe_load import add_trust_pickle_flag
+from vissl_ext.shard_jobs import add_slurm_args, check_slurm_args, strip_slurm_options, submit_and_merge
 
 
 def parse_args(argv=None):
@@ -37,6 +47,11 @@ def parse_args(argv=None):
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--workers", type=int, default=2, help="data-loader workers; on CPU at most the cores available")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--shard", default=None,
+                   help="i/n: extract only block i of n of the manifest's images (no scores); the same command "
+                        "without --shard merges the n shards and scores")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_slurm_args(t)
     for x in (s, t):
         x.add_argument("--model", required=True, help="row label in the table")
         x.add_argument("--out", required=True, help="folder of results (JSON per model and set, table, chart)")
@@ -46,7 +61,14 @@ def parse_args(argv=None):
     r = sub.add_parser("report", help="table and chart of result JSONs (files or folders)")
     r.add_argument("results", nargs="+")
     r.add_argument("--chart", default="", help="PNG path")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        if args.cmd != "torchvision" and (strip_slurm_options(extra) != extra
+                                          or any(a.split("=")[0] == "--shard" for a in extra)):
+            p.exit(2, f"error: --slurm and --shard are options of `compute_ris.py torchvision` (feature extraction); "
+                      f"`{args.cmd}` reads what is on disk already\n")
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.cmd == "torchvision" and args.seed is not None and not args.no_weights:
         p.error("--seed sets the random init: use it with --no-weights")
     if args.cmd == "score" and not args.manifest and not _is_alldata(args.features):
@@ -110,33 +132,85 @@ def run(args) -> dict:
         output_dir(args.out)  # created once the inputs read: a failed run leaves no empty folder
         return _score_and_write(feats, traj, classes, args.model, args.set or "alldata", args.invariance or "custom",
                                 args.out, args.topk, not args.no_chart, features=os.path.abspath(args.features))
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    if getattr(args, "slurm", False):  # before the manifest, the model or any job
+        check_slurm_args(args)
+        if args.device != "cpu" and args.gpus_per_task < 1:
+            raise ValueError(f"--device {args.device} on the cluster needs --gpus-per-task 1")
     m = load_ris_manifest(args.manifest)
     if args.cmd == "score":
         feats = load_features(args.features, num_images=len(m.entries), layer=args.layer)
         src = args.features
         output_dir(args.out)
     else:
-        output_dir(args.out)  # features are written there
-        from vissl_ext.invariance.torchvision_features import (extract_torchvision_features, load_torchvision_model,
-                                                               seeded_random_model)
+        from vissl_ext.invariance.feature_shards import num_batches
 
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        num_shards = shard[1] if shard else args.slurm_shards if args.slurm else 1
+        most = num_batches(len(m.entries), args.batch_size)
+        if num_shards > most:
+            raise ValueError(f"{num_shards} shards for the {len(m.entries)} images of {m.path} in batches of "
+                             f"{args.batch_size}: a shard is whole batches, so at most {most} shards")
+        output_dir(args.out)  # features are written there
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}__{m.set}")
         src = os.path.join(args.out, f"features_{safe}_{args.layer}.npy")
         if os.path.exists(src):  # resumable: the expensive part is done once
             print(f"{src} exists: reusing it (delete it to extract again)")
+            if shard:
+                return {"ok": True, "shard": f"{shard[0]}/{shard[1]}", "merged": src}
             feats = load_features(src, num_images=len(m.entries))
         else:
-            if args.no_weights:
-                model = seeded_random_model(args.arch, 0 if args.seed is None else args.seed)
-            else:
-                model = load_torchvision_model(args.arch, args.weights, args.state_dict_key,
-                                               trust_pickle=args.trust_pickle)
-            feats = extract_torchvision_features(model, m, src, layer=args.layer, image_size=args.image_size or None,
-                                                 batch_size=args.batch_size, workers=_loader_workers(args),
-                                                 device=args.device)
+            feats = _torchvision_features(args, m, src, shard)
+            if isinstance(feats, dict):  # a shard, or the array job's summary: nothing to score here
+                return feats
+    return _score(args, m, feats, src)
+
+
+def _score(args, m, feats, src) -> dict:
     return _score_and_write(feats, m.trajectories, m.classes, args.model, getattr(args, "set", None) or m.set,
                             getattr(args, "invariance", None) or m.invariance, args.out, args.topk, not args.no_chart,
                             manifest=m.path, features=os.path.abspath(src), **_init(args))
+
+
+def _torchvision_features(args, m, src, shard):
+    """Features of the torchvision model, written to ``src``: extracted here, or merged from
+    shards (``--shard`` runs, or ``--slurm``'s array job); a dict (summary) where nothing is to score."""
+    from vissl_ext.invariance import feature_shards as fs
+    from vissl_ext.invariance.torchvision_features import (check_layer, extract_torchvision_features,
+                                                           load_torchvision_model, seeded_random_model)
+
+    if args.no_weights:
+        model = seeded_random_model(args.arch, 0 if args.seed is None else args.seed)
+    else:
+        model = load_torchvision_model(args.arch, args.weights, args.state_dict_key, trust_pickle=args.trust_pickle)
+    check_layer(model, args.layer)
+    size = args.image_size or m.image_size
+
+    def extract(path, rows=None):
+        return extract_torchvision_features(model, m, path, layer=args.layer, image_size=size,
+                                            batch_size=args.batch_size, workers=_loader_workers(args),
+                                            device=args.device, rows=rows, progress=not args.no_progress)
+
+    folder = fs.shards_folder(src)
+    found = fs.shard_counts(folder)
+    if not (shard or args.slurm or found):
+        return extract(src)
+    settings = fs.shard_settings(m, model, args.layer, size, args.batch_size)
+    if shard:
+        s = fs.extract_shard(extract, folder, *shard, settings)
+        print(f"shard {s['shard']}: rows {s['rows'][0]}..{s['rows'][1] - 1} in {s['features']}"
+              f"{' (reused)' if s['reused'] else ''}; run the command without --shard once all are done")
+        return s
+    if args.slurm:
+        return submit_and_merge("vissl_ext.invariance.ris_cli", args.argv, args, folder, lambda: _score(
+            args, m, fs.merge_shards(folder, args.slurm_shards, src, settings), src))
+    complete = [n for n, ids in sorted(found.items()) if ids == list(range(n))]
+    if not complete:
+        n, ids = max(found.items())
+        raise ValueError(f"{folder}: shards {sorted(set(range(n)) - set(ids))} of {n} are missing; extract them "
+                         f"(--shard i/{n}) and run this again to merge, or delete {folder} to extract here")
+    return fs.merge_shards(folder, complete[0], src, settings)
 
 
 def _init(args) -> dict:

@@ -60,10 +60,10 @@ def seeded_random_model(arch: str, seed: int) -> torch.nn.Module:
 
 
 class _ManifestImages(torch.utils.data.Dataset):
-    def __init__(self, manifest: RISManifest, size: int):
+    def __init__(self, manifest: RISManifest, size: int, rows: Optional[range] = None):
         import torchvision.transforms as T
 
-        self.entries = manifest.entries
+        self.entries = manifest.entries if rows is None else manifest.entries[rows.start:rows.stop]
         self.tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def __len__(self):
@@ -74,23 +74,34 @@ class _ManifestImages(torch.utils.data.Dataset):
         return self.tf(load_ris_image(e.image, e.box))
 
 
-@torch.no_grad()
-def extract_torchvision_features(model: torch.nn.Module, manifest: RISManifest, out_path: str,
-                                 layer: str = "avgpool", image_size: Optional[int] = None,
-                                 batch_size: int = 32, workers: int = 0, device: str = "cpu") -> np.ndarray:
-    """Features [N, D] (flattened output of node ``layer``, default the 2048-d pooled output of
-    a ResNet-50) for every manifest entry, saved to ``out_path`` (.npy)."""
-    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+def check_layer(model: torch.nn.Module, layer: str):
+    """A user error unless ``layer`` is a graph node of ``model``."""
+    from torchvision.models.feature_extraction import get_graph_node_names
 
     nodes = get_graph_node_names(model)[1]
     if layer not in nodes:
         raise ValueError(f"layer {layer!r} is not a node of the model; e.g. {nodes[-6:]}")
+
+
+@torch.no_grad()
+def extract_torchvision_features(model: torch.nn.Module, manifest: RISManifest, out_path: str,
+                                 layer: str = "avgpool", image_size: Optional[int] = None,
+                                 batch_size: int = 32, workers: int = 0, device: str = "cpu",
+                                 rows: Optional[range] = None, progress: bool = True) -> np.ndarray:
+    """Features [N, D] (flattened output of node ``layer``, default the 2048-d pooled output of
+    a ResNet-50) for every manifest entry, or for the entries ``rows`` (a contiguous block, in
+    order: a shard), saved to ``out_path`` (.npy, atomically)."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    check_layer(model, layer)
     net = create_feature_extractor(model, return_nodes={layer: "feat"}).eval().to(device)
-    data = _ManifestImages(manifest, image_size or manifest.image_size)
+    data = _ManifestImages(manifest, image_size or manifest.image_size, rows)
+    if not len(data):
+        raise ValueError(f"{manifest.path or 'manifest'}: no images to extract features of")
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     out = None
     i = 0
-    for batch in tqdm(loader, desc=f"features ({layer})"):
+    for batch in tqdm(loader, desc=f"features ({layer})", disable=not progress):
         f = net(batch.to(device))["feat"].flatten(1).float().cpu().numpy()
         if out is None:
             out = np.lib.format.open_memmap(out_path + ".partial.npy", mode="w+", dtype=np.float32,
