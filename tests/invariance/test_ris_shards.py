@@ -100,17 +100,26 @@ def test_shard_runs_merged_by_the_plain_command(single, caplog):
     assert not path.exists()  # merged: the shard files are gone, a rerun reuses the merged file
 
 
-def test_shards_of_other_weights_are_not_merged(single, capsys):
+def _error(argv, capsys) -> str:
+    """The one error: line of a run that must end with exit code 2."""
+    rc, log = run_tool("compute_ris", argv, capsys)
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert rc == 2 and len(errors) == 1 and "Traceback" not in log, log
+    return errors[0]
+
+
+def test_missing_shards_and_shards_of_other_weights_are_not_merged(single, capsys):
     m, tmp, _ = single
     out = tmp / "mixed"
     _run(_argv(m, out, "--shard", "0/2"))
+    assert "shards [1] of 2 are missing" in _error(_argv(m, out), capsys)
     _run(_argv(m, out, "--shard", "1/2", seed=4))  # same label, another random network
-    rc, log = run_tool("compute_ris", _argv(m, out), capsys)
-    errors = [line for line in log.splitlines() if line.startswith("error:")]
-    assert rc == 2 and len(errors) == 1 and "cannot merge shard 1/2" in errors[0] and "another model" in errors[0]
+    err = _error(_argv(m, out), capsys)
+    assert "cannot merge shard 1/2" in err and "another model" in err
     assert not (out / "features_rand__custom_avgpool.npy").exists()
 
 
+@pytest.mark.slow
 def test_slurm_array_kill_resubmit_merge(single):
     m, tmp, (feats, scores, per_class) = single
     out = tmp / "arr"
@@ -135,15 +144,15 @@ def test_slurm_array_kill_resubmit_merge(single):
     assert s["ok"] is True and "submitted" not in s
 
 
-@pytest.mark.parametrize("extra", [["--shard", "2/2"], ["--shard", "x"], ["--slurm"],
-                                   ["--slurm", "--slurm-cluster", "local", "--shard", "0/2"],
-                                   ["--slurm", "--slurm-cluster", "local", "--slurm-shards", "4"],  # 3 batches
-                                   ["--slurm", "--slurm-cluster", "local", "--device", "cuda"]])
-def test_user_errors_torchvision(tmp_path, capsys, extra):
+@pytest.mark.parametrize("extra, says", [
+    (["--shard", "2/2"], "--shard 2/2"), (["--shard", "x"], "i/n"), (["--slurm"], "--partition"),
+    (["--slurm", "--slurm-cluster", "local", "--shard", "0/2"], "do not go together"),
+    (["--shard", "3/4"], "at most 3 shards"),  # 11 images in batches of 4: 3 batches
+    (["--slurm", "--slurm-cluster", "local", "--slurm-shards", "4"], "at most 3 shards"),
+    (["--slurm", "--slurm-cluster", "local", "--device", "cuda"], "--gpus-per-task 1")])
+def test_user_errors_torchvision(tmp_path, capsys, extra, says):
     m = _manifest(tmp_path)
-    rc, log = run_tool("compute_ris", _argv(m, tmp_path / "o", *extra), capsys)
-    errors = [line for line in log.splitlines() if line.startswith("error:")]
-    assert rc == 2 and len(errors) == 1 and "Traceback" not in log, log
+    assert says in _error(_argv(m, tmp_path / "o", *extra), capsys)
     assert not (tmp_path / "o" / "features_rand__custom_avgpool_shards").exists()
 
 
