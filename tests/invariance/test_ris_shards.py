@@ -15,7 +15,7 @@ from vissl_ext.cli_common import shard_range
 from vissl_ext.invariance.feature_shards import num_batches, shard_rows
 from vissl_ext.invariance.manifest import RISEntry, RISManifest
 from vissl_ext.invariance.ris_cli import parse_args, run
-from vissl_ext_testing import run_tool
+from vissl_ext_testing import fault_injection_env, run_tool
 
 N = 11  # batches of 4: 4 + 4 + 3; two shards of whole batches, rows 0-3 and 4-10
 
@@ -124,8 +124,9 @@ def test_slurm_array_kill_resubmit_merge(single):
     m, tmp, (feats, scores, per_class) = single
     out = tmp / "arr"
     slurm = ["--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
-    # shard 1 is killed (SIGKILL) after its work, before its marker: reported with its log, nothing merged
-    s = _run(_argv(m, out, *slurm), env={"VISSL_EXT_TEST_KILL_SHARD": "1"})
+    # shard 1 is killed (SIGKILL, injected by tests/fault_injection/ into the submitit task) after its
+    # work, before its marker: reported with its log, nothing merged
+    s = _run(_argv(m, out, *slurm), env=fault_injection_env(kill_shard=1))
     assert s["ok"] is False and s["submitted"] == [0, 1] and [f["shard"] for f in s["failed"]] == [1]
     assert os.path.isfile(s["failed"][0]["stderr"]) and "merged" not in s
     assert not (out / "features_rand__custom_avgpool.npy").exists()
