@@ -184,7 +184,6 @@ def _torchvision_features(args, m, src, shard):
         model = seeded_random_model(args.arch, 0 if args.seed is None else args.seed)
     else:
         model = load_torchvision_model(args.arch, args.weights, args.state_dict_key, trust_pickle=args.trust_pickle)
-    check_layer(model, args.layer)
     size = args.image_size or m.image_size
 
     def extract(path, rows=None):
@@ -196,6 +195,7 @@ def _torchvision_features(args, m, src, shard):
     found = fs.shard_counts(folder)
     if not (shard or args.slurm or found):
         return extract(src)
+    check_layer(model, args.layer)  # before any job is submitted
     settings = fs.shard_settings(m, model, args.layer, size, args.batch_size)
     if shard:
         s = fs.extract_shard(extract, folder, *shard, settings)
