@@ -20,7 +20,7 @@ import vissl_ext  # noqa: F401  (compat fixes + registration, also in spawned wo
 from vissl_ext.config import ConfigError, compose_config
 from vissl_ext.console import VERBOSE_ENV, verbose
 from vissl_ext.console.quiet_logging import install as _install_quiet_console
-from vissl_ext.preflight import check_before_launch
+from vissl_ext.preflight import check_before_launch, stamp_validated
 from vissl_ext.registry import hook_generator
 
 # at import: spawned workers re-import the launcher's main module, SLURM jobs unpickle from here
@@ -91,7 +91,7 @@ def main(argv: List[Any] = None) -> int:
         print(f"####### overrides: {overrides}")
     try:
         args, config = compose_config(overrides)
-        check_before_launch(config)
+        validated = check_before_launch(config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -101,7 +101,8 @@ def main(argv: List[Any] = None) -> int:
     name = next((o.split("=", 1)[1] for o in overrides if str(o).startswith("config=")), "?")
     hint = "" if verbose() else f"; {VERBOSE_ENV}=1 shows it here"
     print(f"vissl_ext {args.engine_name}: config={name}  (full VISSL log: {folder}/log.txt{hint})", flush=True)
-    launch(args, config)
+    with stamp_validated(folder, validated):  # the ranks skip the file checks just done
+        launch(args, config)
     if not config.SLURM.USE_SLURM:
         ckpt = newest_checkpoint(folder) if args.engine_name == "train" else None
         print(f"done: {'checkpoint ' + ckpt if ckpt else 'outputs in ' + folder}", flush=True)

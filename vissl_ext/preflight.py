@@ -8,13 +8,20 @@ composition errors and misspelled keys are :func:`vissl_ext.config.compose_confi
   video_region_pairs, ris_manifest; other projects may add theirs) reads its path the way its
   workers will (manifest readers, tracks index), so a missing path, an empty folder, invalid JSON
   or a manifest listing missing files fails here, not in rank 0 after the workers started.
+- :func:`stamp_validated`: what the checks validated in full goes into a stamp in the checkpoint
+  folder (vissl_ext.data.validation_stamp), and the ranks started by this launcher skip the
+  file-existence checks on the same unchanged manifests: on a Kinetics-scale manifest of frame
+  folders those checks were most of each rank's read (benchmarks/bench_startup.py).
 
 These checks stay out of :func:`vissl_ext.config.validate_config`: tests and tools compose
 configs for other machines, and without their data.
 """
+import os
+from contextlib import contextmanager
 from typing import List
 
 from vissl_ext.config import ConfigError
+from vissl_ext.data.validation_stamp import STAMP_ENV, write_stamp
 
 CPU_OVERRIDES = "config.MACHINE.DEVICE=cpu config.DISTRIBUTED.BACKEND=gloo config.DISTRIBUTED.NUM_PROC_PER_NODE=1"
 
@@ -39,10 +46,13 @@ def _used_splits(config) -> List[str]:
     return (["TEST"] if config.TEST_MODEL else []) + ([] if config.TEST_ONLY else ["TRAIN"])
 
 
-def check_data_paths(config):
+def check_data_paths(config) -> List[dict]:
+    """Raises ConfigError for a user error; returns the stamp keys of the files validated in full
+    (what a source's ``check_data_path`` returns; None: nothing to stamp)."""
     from vissl.data import DATASET_SOURCE_MAP
     from vissl.data.dataset_catalog import VisslDatasetCatalog
 
+    validated = []
     for split in _used_splits(config):
         d = config.DATA[split]
         sources, paths, names = list(d.DATA_SOURCES or []), list(d.DATA_PATHS or []), list(d.DATASET_NAMES or [])
@@ -63,14 +73,35 @@ def check_data_paths(config):
                 path = VisslDatasetCatalog.get(name)["train" if split == "TRAIN" else "val"][0]
                 where = f"config.DATA.{split}.DATA_PATHS (empty; dataset {name}'s default path)"
             try:
-                check(config, path, split)
+                validated += check(config, path, split) or []
             except ConfigError:
                 raise
             except (ValueError, OSError) as e:
                 raise ConfigError(f"{where}: {e}") from e
+    return validated
 
 
-def check_before_launch(config):
-    """Everything the launcher checks after validation and before spawning any worker."""
+def check_before_launch(config) -> List[dict]:
+    """Everything the launcher checks after validation and before spawning any worker; returns
+    what :func:`stamp_validated` records."""
     check_devices(config)
-    check_data_paths(config)
+    return check_data_paths(config)
+
+
+@contextmanager
+def stamp_validated(folder: str, validated: List[dict]):
+    """Within: the stamp of ``validated`` is in ``folder`` (the checkpoint folder) and the ranks
+    started here find it through STAMP_ENV; the variable is restored afterwards (the launcher
+    also runs in-process, in tests). Nothing validated (host data sources): no stamp."""
+    if not validated:
+        yield None
+        return
+    before = os.environ.get(STAMP_ENV)
+    os.environ[STAMP_ENV] = write_stamp(folder, validated)
+    try:
+        yield os.environ[STAMP_ENV]
+    finally:
+        if before is None:
+            os.environ.pop(STAMP_ENV, None)
+        else:
+            os.environ[STAMP_ENV] = before

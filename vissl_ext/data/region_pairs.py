@@ -16,6 +16,7 @@ import numpy as np
 from vissl_ext.data.box_transforms import RegionPair, image_size
 from vissl_ext.data.manifest import VideoEntry, load_manifest
 from vissl_ext.data.tracks_io import TracksError, load_tracks_index, load_video_tracks
+from vissl_ext.data.validation_stamp import launcher_validated
 from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
 
@@ -36,7 +37,7 @@ class VideoRegionPairsSource(VideoFramePairsSource):
 
     def _load_videos(self, path: str) -> List[VideoEntry]:
         manifest, files, doc = load_tracks_index(path)
-        videos = load_manifest(manifest)
+        videos = load_manifest(manifest, check_files=not launcher_validated(manifest))
         self.tracks_kind = doc.get("kind")
         self._boxes_at, self._frame_size, kept, missing, bad = [], [], [], [], []
         for v in videos:
@@ -60,11 +61,12 @@ class VideoRegionPairsSource(VideoFramePairsSource):
 
     @classmethod
     def check_data_path(cls, cfg, path: str, split: str):
-        """Before any worker starts: the tracks index reads and its frame manifest is usable."""
+        """Before any worker starts: the tracks index reads and its frame manifest is usable.
+        The per-video tracks files are the ranks' (a bad one is a counted, logged skip)."""
         manifest, files, _ = load_tracks_index(path)
         if not files:
             raise ValueError(f"tracks index of {path} lists no video")
-        VideoFramePairsSource.check_data_path(cfg, manifest, split)
+        return VideoFramePairsSource.check_data_path(cfg, manifest, split)
 
     def _build_samples(self):
         k = self.vcfg["PAIR_GAP"]

@@ -25,6 +25,7 @@ from vissl_ext.data.sampling import (
     uniform_positions,
 )
 from vissl_ext.data.shots import shot_of_positions, shot_starts
+from vissl_ext.data.validation_stamp import file_key, launcher_validated
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import DataSource, register_data_source
@@ -39,7 +40,8 @@ def load_videos(path: str, decoder: str) -> List[VideoEntry]:
         if failures:
             logging.warning(f"{path}: {len(failures)} unreadable videos skipped, e.g. {failures[:3]}")
         return entries
-    return load_manifest(path)
+    # the launcher checked every referenced file of these bytes just now: not again in each rank
+    return load_manifest(path, check_files=not launcher_validated(path))
 
 
 class _VideoSource(DataSource):
@@ -64,18 +66,21 @@ class _VideoSource(DataSource):
     @classmethod
     def check_data_path(cls, cfg, path: str, split: str):
         """The launcher's check before any worker starts (vissl_ext.preflight): the path exists;
-        a manifest reads and its files are there; a folder to index holds videos or frame folders."""
+        a manifest reads and its files are there; a folder to index holds videos or frame folders.
+        Returns the stamp keys of the manifests validated in full (vissl_ext.data.validation_stamp)."""
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "manifest.json")):
             if not find_inputs([path]):
                 raise VideoManifestError(f"{path} is an empty folder: no manifest.json, videos or frame folders in it")
-            return
+            return []
         if os.path.isdir(path):
             path = os.path.join(path, "manifest.json")
         if not os.path.exists(path):
             raise VideoManifestError(f"{path} does not exist: give a manifest.json from tools/extract_frames.py, "
                                      f"or a folder of videos or frame folders")
+        key = file_key(path)  # before reading: a change during the check leaves it unmatched in the ranks
         if not load_manifest(path):
             raise VideoManifestError(f"manifest {path} lists no video")
+        return [key]
 
     def _build_samples(self) -> list:
         raise NotImplementedError
