@@ -200,9 +200,12 @@ def main():
                     rows["rank, stamped"] = t
                     assert len(ds) == sizes[kind]
                     del ds
+                    with open(stamp) as f:
+                        recorded = len(json.load(f)["files"])
                 for k, v in rows.items():
                     best[kind][k] = min(best[kind].get(k, v), v)
-                print(f"round {r + 1} {kind}: " + ", ".join(f"{k} {v:.2f} s" for k, v in rows.items()), flush=True)
+                print(f"round {r + 1} {kind}: " + ", ".join(f"{k} {v:.2f} s" for k, v in rows.items())
+                      + (f" (the stamp records {recorded} file)" if stamping else ""), flush=True)
 
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"\nStart-up reads, best of {a.rounds} rounds (load average {load:.1f}, {os.cpu_count()} cores), seconds:")

@@ -88,7 +88,8 @@ def _manifest(path, videos):
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "empty_folder", "invalid_json", "missing_files", "no_video"])
+@pytest.mark.parametrize("case", ["missing", "empty_folder", "invalid_json", "missing_files", "last_of_many_missing",
+                                  "no_video"])
 def test_bad_video_data_paths_fail_before_any_worker(capsys, tmp_path, case):
     if case == "missing":
         path, expect = tmp_path / "nowhere", "does not exist"
@@ -103,6 +104,15 @@ def test_bad_video_data_paths_fail_before_any_worker(capsys, tmp_path, case):
         path = _manifest(tmp_path / "manifest.json", [
             {"id": "a", "source": None, "frames_dir": "frames/a", "frames": ["000000.jpg"], "frame_indices": [0]}])
         expect = "000000.jpg"
+    elif case == "last_of_many_missing":  # every file is checked here, not a sample (the ranks trust it)
+        videos = []
+        for i in range(300):
+            (tmp_path / "frames" / f"v{i}").mkdir(parents=True)
+            if i < 299:
+                (tmp_path / "frames" / f"v{i}" / "000000.jpg").write_bytes(b"")
+            videos.append({"id": f"v{i}", "source": None, "frames_dir": f"frames/v{i}", "frames": ["000000.jpg"],
+                           "frame_indices": [0]})
+        path, expect = _manifest(tmp_path / "manifest.json", videos), "v299/000000.jpg"
     else:
         path, expect = _manifest(tmp_path / "manifest.json", []), "lists no video"
     line = one_error_line(capsys, [TINY, f"config.DATA.TRAIN.DATA_PATHS=[{path}]"])

@@ -69,6 +69,11 @@ def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
     assert "batch 4 x 2 processes" in out
     assert "world_size: 2, rank: 0" in (tmp_path / "ck" / "log.txt").read_text()
     assert "world_size: 2, rank: 1" in (tmp_path / "ck" / "log_rank1.txt").read_text()
+    # the launcher checked the manifest's files once; both spawned ranks trusted its stamp
+    stamp = json.load(open(tmp_path / "ck" / "preflight_stamp.json"))
+    assert [r["path"] for r in stamp["files"]] == [f"{video_frames_dir}/manifest.json"]
+    for log in ("log.txt", "log_rank1.txt"):
+        assert "not checked again" in (tmp_path / "ck" / log).read_text(), log
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)  # 16 samples / (2 ranks x 4) = 2 iterations
     assert os.path.isfile(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
