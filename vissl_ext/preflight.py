@@ -11,7 +11,7 @@ composition errors and misspelled keys are :func:`vissl_ext.config.compose_confi
 - :func:`stamp_validated`: what the checks validated in full goes into a stamp in the checkpoint
   folder (vissl_ext.data.validation_stamp), and the ranks started by this launcher skip the
   file-existence checks on the same unchanged manifests: on a Kinetics-scale manifest of frame
-  folders those checks were most of each rank's read (benchmarks/bench_startup.py).
+  folders those checks were about 30% of each rank's read, warm cache (benchmarks/bench_startup.py).
 
 These checks stay out of :func:`vissl_ext.config.validate_config`: tests and tools compose
 configs for other machines, and without their data.
