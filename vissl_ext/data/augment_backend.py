@@ -15,14 +15,15 @@ inside ``ImageOnly`` (region pairs)::
 
 Its parameters are taken from those entries, so the three backends draw from the same
 distributions. A torchvision ``RandomResizedCrop`` before it becomes ``FastRandomResizedCrop``
-(same crop sampling, OpenCV resize of the uint8 array: the PIL resize costs more than the decode). A horizontal flip before the tail, or a box-aware ``BoxRandomHorizontalFlip``,
-stays in the workers (boxes move with it). The rewrite happens once, when the launcher
+(same crop sampling, OpenCV resize of the uint8 array: the PIL resize costs more than the decode)
+unless a PIL-only transform follows it before the tail. A horizontal flip before the tail, or a
+box-aware ``BoxRandomHorizontalFlip``, stays in the workers (boxes move with it). The rewrite happens once, when the launcher
 composes the config (before any worker starts), and is logged.
 """
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from vissl_ext.config import ConfigError, register_config_rewriter
+from vissl_ext.config import ConfigError, did_you_mean, register_config_rewriter
 
 BACKENDS = ("host", "fast", "device")
 # transforms that take uint8 arrays as well as PIL images (then frames may be decoded to arrays)
@@ -91,8 +92,14 @@ def _replacement(backend: str, spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _fast_crops(transforms: List[Dict]) -> List[Dict]:
-    return [dict(t, name="FastRandomResizedCrop") if t.get("name") == "RandomResizedCrop" and "indices" not in t else t
-            for t in transforms]
+    """RandomResizedCrop -> FastRandomResizedCrop where what follows it takes the uint8 array the
+    fast crop returns; before a PIL-only transform (torchvision's flip or ColorJitter, VISSL's
+    ImgPil*) the PIL crop stays, as the fast tail takes PIL images too."""
+    out = list(transforms)
+    for i, t in enumerate(transforms):
+        if t.get("name") == "RandomResizedCrop" and "indices" not in t and _all_array_safe(transforms[i + 1:]):
+            out[i] = dict(t, name="FastRandomResizedCrop")
+    return out
 
 
 def rewrite_transforms(transforms: List[Dict], backend: str, where: str) -> Tuple[List[Dict], Dict[str, Any]]:
@@ -132,7 +139,8 @@ def apply_augment_backend(config) -> str:
     backend = train.get("AUGMENT_BACKEND", "host")
     where = "config.DATA.TRAIN.AUGMENT_BACKEND"
     if backend not in BACKENDS:
-        raise ConfigError(f"{where} must be one of {list(BACKENDS)}, got {backend!r}")
+        hint = did_you_mean(backend, BACKENDS) if isinstance(backend, str) else ""
+        raise ConfigError(f"{where} must be one of {list(BACKENDS)}, got {backend!r}{hint}")
     if backend == "host":
         return backend
     transforms = list(train["TRANSFORMS"])
