@@ -109,3 +109,51 @@ def test_slurm_route_user_errors(tmp_path):
     assert main([video, str(tmp_path / "o"), "--slurm"]) == 2  # no --partition
     assert main([video, str(tmp_path / "o"), "--slurm", "--slurm-cluster", "local", "--shard", "0/2"]) == 2
     assert not (tmp_path / "o" / "slurm").exists()
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("--time-hours", "-1", "--time-hours must be a positive number of hours, got -1.0"),
+    ("--time-hours", "nan", "--time-hours must be a positive number of hours, got nan"),
+    ("--time-hours", "inf", "--time-hours must be a positive number of hours, got inf"),  # was an OverflowError
+    ("--cpus-per-task", "0", "--cpus-per-task must be >= 1, got 0"),
+    ("--mem-gb", "0", "--mem-gb must be >= 1, got 0"),
+    ("--gpus-per-task", "-1", "--gpus-per-task must be >= 0, got -1"),
+    ("--array-parallelism", "0", "--array-parallelism must be >= 1, got 0"),  # was accepted
+])
+def test_bad_slurm_option_values_are_one_error_line(tmp_path, capsys, option, value, says):
+    from vissl_ext.data.extract_cli import main
+
+    video = shared_path("video_opencv", "cup.mp4")
+    assert main([video, str(tmp_path / "o"), "--slurm", "--slurm-cluster", "local", option, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {says}"
+    assert not (tmp_path / "o" / "slurm").exists()  # nothing submitted
+
+
+def test_time_limit_rounds_up_to_whole_minutes():
+    from vissl_ext.shard_jobs import timeout_minutes
+
+    # int(0.001 h * 60) was 0, which SLURM reads as "no time limit"
+    assert [timeout_minutes(h) for h in (0.001, 1 / 60, 0.5, 24)] == [1, 1, 30, 1440]
+
+
+def test_rerun_with_other_settings_is_refused_before_any_job(tmp_path, capsys):
+    """Outputs finished with other settings used to make every resubmitted task fail in its log
+    (and 'rerun the same command' failed again); now one error line before submitting."""
+    from vissl_ext.data.extract_cli import main as extract
+    from vissl_ext.tracking.propose_cli import main as propose
+
+    video = shared_path("video_opencv", "cup.mp4")
+    out = tmp_path / "o"
+    ex = ["--stride", "6", "--short-side", "64", "--no-progress"]
+    slurm = ["--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
+    assert extract([video, str(out), "--max-frames", "2", *ex]) == 0
+    assert extract([video, str(out), "--max-frames", "3", *ex, *slurm]) == 2
+    assert "was extracted with other settings" in capsys.readouterr().err
+    assert not (out / "slurm").exists()
+
+    pp = ["--ss-short-side", "64", "--no-progress"]
+    assert propose([str(out / "manifest.json"), str(tmp_path / "p"), "--top-r", "5", *pp]) == 0
+    assert propose([str(out / "manifest.json"), str(tmp_path / "p"), "--top-r", "6", *pp, *slurm]) == 2
+    assert "was made with other settings" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "slurm").exists()

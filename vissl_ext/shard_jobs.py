@@ -12,6 +12,7 @@ local processes through submitit's ``LocalExecutor`` (a try-out on one machine, 
 import argparse
 import json
 import logging
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -67,8 +68,18 @@ def check_slurm_args(args):
         raise ValueError(f"--slurm-shards must be >= 1, got {args.slurm_shards}")
     if args.slurm_cluster == "slurm" and not args.partition:
         raise ValueError("--slurm needs --partition (as VISSL's config.SLURM.PARTITION)")
-    if args.time_hours <= 0 or args.mem_gb < 1 or args.cpus_per_task < 1 or args.gpus_per_task < 0:
-        raise ValueError("--time-hours, --mem-gb and --cpus-per-task must be positive, --gpus-per-task >= 0")
+    if not (math.isfinite(args.time_hours) and args.time_hours > 0):  # nan/inf: no SLURM time limit to write
+        raise ValueError(f"--time-hours must be a positive number of hours, got {args.time_hours}")
+    for opt, value, low in (("--mem-gb", args.mem_gb, 1), ("--cpus-per-task", args.cpus_per_task, 1),
+                            ("--gpus-per-task", args.gpus_per_task, 0),
+                            ("--array-parallelism", args.array_parallelism, 1)):
+        if value < low:
+            raise ValueError(f"{opt} must be >= {low}, got {value}")
+
+
+def timeout_minutes(hours: float) -> int:
+    """SLURM's time limit in whole minutes, rounded up: 0 would mean no limit to SLURM."""
+    return max(1, math.ceil(hours * 60))
 
 
 def make_executor(args, folder: str):
@@ -76,7 +87,7 @@ def make_executor(args, folder: str):
     import submitit
 
     ex = submitit.AutoExecutor(folder=folder, cluster=args.slurm_cluster)
-    params = dict(name=args.job_name, timeout_min=int(args.time_hours * 60), nodes=1, tasks_per_node=1,
+    params = dict(name=args.job_name, timeout_min=timeout_minutes(args.time_hours), nodes=1, tasks_per_node=1,
                   cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_task, mem_gb=args.mem_gb)
     if args.slurm_cluster == "slurm":
         params.update(slurm_partition=args.partition, slurm_comment=args.comment, slurm_constraint=args.constraint,

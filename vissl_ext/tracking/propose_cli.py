@@ -90,6 +90,8 @@ def run(args) -> dict:
     shard, num_shards = parse_shard(args.shard)
     entries = load_manifest(args.manifest)
     if args.slurm:  # manifest and settings checked here, before any job is submitted
+        for e in entries:  # caches made with other settings: refused here, not in every task
+            _done(proposals_path(args.output, e.id), pd)
         return submit_and_merge("vissl_ext.tracking.propose_cli", args.argv, args, args.output,
                                 lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json"))
     mine = shard_of(sorted(entries, key=lambda e: e.id), shard, num_shards)
