@@ -162,3 +162,44 @@ def test_classes_without_usable_trajectory_are_reported_and_score_zero():
     assert res.classes_without_trajectories == ["999"]
     assert res.per_class["999"][10] == 0.0
     _close(res.scores, ris_loop(x, traj, topk=(10,))[0])
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_bfloat16_tensor_equals_its_float32_values(device):
+    """A bfloat16 tensor (mixed-precision model output) was a TypeError (no numpy bfloat16)."""
+    import torch
+
+    x, traj = _data("relu", 400, 12, 50, seed=3)
+    t = torch.from_numpy(x).bfloat16()
+    want, _ = ris_loop(t.float().numpy(), traj, topk=(1, 5))
+    _close(compute_ris(t, traj, topk=(1, 5), device=device).scores, want)
+
+
+@pytest.mark.parametrize("what,labels,msg", [
+    ("trajectories", lambda t: np.where(t == 3, np.nan, t.astype(float)), "trajectories: image .* no label \\(NaN\\)"),
+    ("classes", lambda t: np.array([None if c == 0 else int(c) for c in t % 4], dtype=object),
+     "classes: .* images have no label \\(None/NaN\\)"),
+    ("classes", lambda t: np.array([int(c) if i % 2 else str(c) for i, c in enumerate(t % 4)], dtype=object),
+     "labels of different types have the same text"),
+])
+def test_missing_or_ambiguous_labels_are_refused(what, labels, msg):
+    """NaN trajectory ids were merged into one trajectory, None became a class 'None', and 1 and
+    '1' one class: scores of another grouping than the user's, silently."""
+    x, traj = _data("gauss", 200, 6, 30, seed=4)
+    kw = {"trajectories": labels(traj), "classes": None} if what == "trajectories" else \
+        {"trajectories": traj, "classes": labels(traj)}
+    with pytest.raises(RISInputError, match=msg):
+        compute_ris(x, topk=(1,), **kw)
+
+
+def test_int_and_string_labels_give_the_same_scores():
+    x, traj = _data("relu", 500, 10, 60, seed=5)
+    cls = traj % 7
+    straj, scls = [f"t{t}" for t in traj], [str(c) for c in cls]
+    a = compute_ris(x, traj, cls, topk=(1, 5))
+    b = compute_ris(x, straj, scls, topk=(1, 5))
+    want, want_pc = ris_loop(x, traj, cls, topk=(1, 5))
+    _close(a.scores, want)
+    _close(b.scores, ris_loop(x, straj, scls, topk=(1, 5))[0])  # bit for bit: same trajectory order
+    for c in want_pc:  # 't10' < 't2': other summation order, same values to rounding
+        assert a.per_class[c] == pytest.approx(b.per_class[c], rel=1e-12) and a.per_class[c] == want_pc[c]

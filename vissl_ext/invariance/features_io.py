@@ -3,6 +3,7 @@ extract engine (rank*_chunk*_<split>_<layer>_features.npy + inds), or the public
 ``alldata.pth`` ({'feat', 'instance', 'classes'})."""
 import os
 import re
+import zipfile
 from typing import Optional, Tuple
 
 import numpy as np
@@ -53,14 +54,16 @@ def load_features(path: str, num_images: Optional[int] = None, layer: Optional[s
                     if "features" not in z:
                         raise FeatureFileError(f"{path}: an .npz needs an array named 'features'; has {list(z.keys())}")
                     feats = z["features"]
-        except ValueError as e:
+        except (ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated or not an array file
             if isinstance(e, FeatureFileError):
                 raise
-            raise FeatureFileError(f"{path}: refused to load: {' '.join(str(e).split())} (features must be a "
-                                   "numeric array)") from None
+            raise FeatureFileError(f"{path}: refused to load: {' '.join(str(e).split()) or type(e).__name__} "
+                                   "(features must be a numeric array)") from None
     else:
         raise FeatureFileError(f"{path}: unknown feature file; give .npy/.npz [N, D] in manifest order, or a "
                                "folder written by VISSL's extract engine")
+    if feats.ndim == 0:
+        raise FeatureFileError(f"{path}: holds a single number, not features [N images, D units]")
     if feats.ndim != 2:
         feats = feats.reshape(len(feats), -1)
     if num_images is not None and len(feats) != num_images:
@@ -76,5 +79,8 @@ def load_reference_alldata(path: str, trust_pickle: bool = False):
     data = torch_load(path, trust_pickle=trust_pickle)
     if not isinstance(data, dict) or "feat" not in data or "instance" not in data:
         raise FeatureFileError(f"{path}: expected the public code's dict with 'feat' and 'instance'")
-    feats = np.asarray(data["feat"])
+    feats = data["feat"]
+    if hasattr(feats, "is_floating_point") and feats.is_floating_point():
+        feats = feats.float()  # bfloat16 has no numpy dtype; float32 holds every half value exactly
+    feats = np.asarray(feats)
     return feats, np.asarray(data["instance"]), (np.asarray(data["classes"]) if "classes" in data else None)

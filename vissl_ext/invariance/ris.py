@@ -82,7 +82,11 @@ def _is_tensor(x) -> bool:
 
 def _as_matrix(features, keep_tensor: bool = False):
     if _is_tensor(features):
+        import torch
+
         features = features.detach()
+        if features.dtype == torch.bfloat16:  # no numpy dtype; float32 holds every value exactly
+            features = features.float()
         if not keep_tensor:
             features = features.cpu().numpy()
     elif not isinstance(features, np.ndarray):  # np.memmap is an ndarray
@@ -130,8 +134,17 @@ def _labels(values, n: int, what: str) -> np.ndarray:
     a = np.asarray(values)
     if a.ndim != 1 or len(a) != n:
         raise RISInputError(f"{what} must be one label per image ({n}), got shape {a.shape}")
+    if a.dtype.kind == "f" and np.isnan(a).any():
+        raise RISInputError(f"{what}: image {int(np.flatnonzero(np.isnan(a))[0])} has no label (NaN)")
     if a.dtype == object:
+        values = a.tolist()
+        missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
+        if missing:
+            raise RISInputError(f"{what}: {len(missing)} images have no label (None/NaN), the first image {missing[0]}")
         a = a.astype(str)
+        if len(set(values)) > len(np.unique(a)):  # e.g. 1 and "1": two labels, one text
+            raise RISInputError(f"{what}: labels of different types have the same text (e.g. 1 and '1'); "
+                                "give them all as strings or all as numbers")
     return a
 
 
