@@ -61,7 +61,18 @@ def main():
     ap.add_argument("--cpu-samples", type=int, default=48, help="views timed on the per-sample CPU paths")
     ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     a = ap.parse_args()
-    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    for opt, value, low in (("--batch", a.batch, 0), ("--iters", a.iters, 0), ("--cpu-samples", a.cpu_samples, 1)):
+        if value < low:
+            ap.error(f"{opt} must be >= {low}, got {value}")
+    try:
+        device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        ap.error(f"--device {a.device}: not a torch device (cuda, cuda:1 or cpu)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {a.device}: CUDA is not available on this machine; leave --device out to measure the "
+                 "CPU fallback (it says so in its output)")
+    if device.type not in ("cuda", "cpu"):
+        ap.error(f"--device {a.device}: cuda or cpu")
     cuda = device.type == "cuda"
     iters = a.iters or (20 if cuda else 1)
     a.batch = a.batch or (256 if cuda else 32)  # kornia on CPU takes seconds per 224 px batch

@@ -22,6 +22,7 @@ command (interpreter start-up and scoring included).
     python benchmarks/bench_ris.py --n 20000 --d 512
 """
 import argparse
+import functools
 import glob
 import importlib.util
 import json
@@ -78,24 +79,27 @@ def bench_scoring(args):
           f"(class = trajectory), {100 * (x == 0).mean():.0f} % zeros; {default_threads()} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
 
-    (want, want_pc), t_loop, c_loop = timed(_loop.ris_loop, x, traj)
+    topk = tuple(sorted({min(k, args.d) for k in (10, 25)}))  # K <= D units
+    ris = functools.partial(compute_ris, topk=topk)
+    loop = functools.partial(_loop.ris_loop, topk=topk)
+    (want, want_pc), t_loop, c_loop = timed(loop, x, traj)
     print(f"plain loop (baseline)     : {t_loop:7.2f} s wall, {c_loop:6.2f} s CPU   scores {want}")
-    res, t_vec, c_vec = median_wall(args.repeats, compute_ris, x, traj)
+    res, t_vec, c_vec = median_wall(args.repeats, ris, x, traj)
     same = same_scores(res, want, want_pc)
     print(f"compute_ris, {default_threads()} threads     : {t_vec:7.3f} s wall, {c_vec:6.3f} s CPU   "
           f"speed-up {t_loop / t_vec:5.1f} x (wall)   bit-identical scores: {same}")
-    res1, t_one, c_one = median_wall(args.repeats, compute_ris, x, traj, threads=1)
+    res1, t_one, c_one = median_wall(args.repeats, ris, x, traj, threads=1)
     same &= same_scores(res1, want, want_pc)
     print(f"compute_ris, 1 thread      : {t_one:7.3f} s wall, {c_one:6.3f} s CPU   "
           f"speed-up {t_loop / t_one:5.1f} x (wall), {c_loop / c_one:5.1f} x (CPU)")
-    m_vec = peak_mb(compute_ris, x, traj)
+    m_vec = peak_mb(ris, x, traj)
     print(f"peak memory, in memory    : {m_vec:7.0f} MiB extra = {m_vec / feat_mb:.2f} x the features")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "f.npy")
         np.save(path, x)
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
-        res_mm, t_mm, _ = median_wall(args.repeats, compute_ris, mm, traj)
-        m_mm = peak_mb(compute_ris, mm, traj)
+        res_mm, t_mm, _ = median_wall(args.repeats, ris, mm, traj)
+        m_mm = peak_mb(ris, mm, traj)
         same &= same_scores(res_mm, want, want_pc)
         print(f"memmap                    : {t_mm:7.3f} s wall (speed-up {t_loop / t_mm:5.1f} x), peak allocated "
               f"{m_mm:.0f} MiB = {m_mm / feat_mb:.2f} x the features, identical: {same_scores(res_mm, want, want_pc)}")
@@ -107,7 +111,7 @@ def bench_scoring(args):
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
         def on_device():
-            out = compute_ris(x, traj, device=dev)
+            out = ris(x, traj, device=dev)
             sync()
             return out
 
@@ -123,12 +127,12 @@ def bench_scoring(args):
         if dev.type == "cuda":
             xt = torch.from_numpy(x).to(dev)
             sync()
-            res_d, t_d, _ = median_wall(args.repeats, lambda: (compute_ris(xt, traj), sync())[0])
+            res_d, t_d, _ = median_wall(args.repeats, lambda: (ris(xt, traj), sync())[0])
             same &= same_scores(res_d, want, want_pc)
             print(f"torch route, CUDA tensor   : {t_d:7.3f} s wall (features already on the device)   "
                   f"speed-up {t_loop / t_d:5.1f} x vs the loop   identical: {same_scores(res_d, want, want_pc)}")
     if args.baseline_memory:
-        m_loop = peak_mb(_loop.ris_loop, x, traj)
+        m_loop = peak_mb(loop, x, traj)
         print(f"peak memory, plain loop   : {m_loop:7.0f} MiB extra = {m_loop / feat_mb:.2f} x the features")
     print(f"identical scores everywhere: {same}")
     return same
@@ -200,6 +204,18 @@ def main():
     p.add_argument("--baseline-memory", action="store_true",
                    help="also trace the plain loop's memory (slow: tracemalloc on its Python loop, minutes)")
     args = p.parse_args()
+    for opt, value, low in (("--n", args.n, 3), ("--d", args.d, 1), ("--traj-len", args.traj_len, 3),
+                            ("--repeats", args.repeats, 1), ("--extract-images", args.extract_images, 0)):
+        if value < low:  # RIS skips trajectories under 3 images: nothing would be measured
+            p.error(f"{opt} must be >= {low}, got {value}")
+    if args.traj_len >= args.n:
+        p.error(f"--traj-len {args.traj_len} must be shorter than --n {args.n} (one trajectory is one class: RIS needs two)")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error(f"--device {args.device}: CUDA is not available on this machine (torch.cuda.is_available() "
+                    "is False); leave --device out or use --device cpu")
     ok = bench_scoring(args)
     if args.extract_images > 0:
         bench_extraction(args)
