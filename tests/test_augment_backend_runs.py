@@ -46,3 +46,16 @@ def test_fast_backend_trains_the_baseline(video_frames_dir, tmp_path):
 def test_unknown_backend_is_a_config_error(tmp_path):
     rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", "config.DATA.TRAIN.AUGMENT_BACKEND=gpu"], cwd=tmp_path)
     assert rc == 2 and "AUGMENT_BACKEND must be one of" in out
+
+
+def test_device_backend_trains_shot_temporal(joined_frames, tmp_path):
+    """The shot keys (shot_data_momentum) go through the device augmentation too: they reached
+    the momentum encoder as uint8 ('expected scalar type Byte but found Float') before."""
+    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu",
+                          f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
+                          f"config.CHECKPOINT.DIR={tmp_path}/ck", "config.DATA.TRAIN.AUGMENT_BACKEND=device"],
+                         cwd=tmp_path, env={"VISSL_EXT_VERBOSE": "1"})
+    assert rc == 0, out[-3000:]
+    assert "'ToUint8Tensor'" in out and "adds ['DeviceAugmentHook']" in out
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)

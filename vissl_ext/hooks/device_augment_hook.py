@@ -3,7 +3,8 @@
 VISSL has no hook before the forward pass, but it builds ``task.data_iterator`` before
 ``on_phase_start``; this hook wraps that iterator, so every batch reaches the train step with
 its uint8 views (``data``: queries, ``data_momentum``: MoCo keys) already augmented and
-normalised on ``task.device``, each view with its own random parameters. VISSL's GPU copy
+normalised on ``task.device``, each view with its own random parameters (and the shot keys,
+``shot_data_momentum``, of pretrain/shot_temporal). VISSL's GPU copy
 wrapper has moved the uint8 batch to the device by then (a quarter of float32's bytes).
 """
 import torch
@@ -11,7 +12,11 @@ import torch
 from vissl_ext.hook_base import EventHook
 from vissl_ext.registry import register_hook_factory
 
-VIEW_KEYS = ("data", "data_momentum")
+VIEW_KEYS = ("data", "data_momentum", "shot_data_momentum")  # queries, keys, shot keys (pretrain/shot_temporal)
+
+
+def _is_uint8_views(v) -> bool:
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.ndim == 4 and v.shape[1] == 3
 
 
 class DeviceAugmentIterator:
@@ -26,6 +31,10 @@ class DeviceAugmentIterator:
         for key in VIEW_KEYS:
             if key in batch:
                 batch[key] = [self.augment(v.to(self.device, non_blocking=True)) for v in batch[key]]
+        left = [k for k, v in batch.items() if isinstance(v, (list, tuple)) and any(map(_is_uint8_views, v))]
+        if left:  # a collator with other view keys: uint8 pixels would reach the model
+            raise TypeError(f"AUGMENT_BACKEND=device: batch keys {left} hold uint8 views the device augmentation "
+                            f"does not know (it augments {list(VIEW_KEYS)})")
         return batch
 
     def __len__(self):
