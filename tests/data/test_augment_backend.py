@@ -45,3 +45,35 @@ def test_backend_typo_names_the_nearest_value(value, hint):
 def test_backend_null_is_a_config_error():
     with pytest.raises(ConfigError, match="must be one of .*got None$"):
         apply_augment_backend({"DATA": {"TRAIN": {"AUGMENT_BACKEND": None, "TRANSFORMS": TAIL}}})
+
+
+BAD_TAILS = [
+    ([{"name": "ImgPilColorDistortion", "strength": 0.5}, {"name": "ToTensor"}, {"name": "Normalize"}],
+     "Normalize needs mean and std"),  # was KeyError 'mean'
+    ([{"name": "ImgPilColorDistortion", "strength": 0.5}, {"name": "ImgPilGaussianBlur", "p": 2.0, "radius_min": 0.1,
+      "radius_max": 2.0}, {"name": "ToTensor"}], "blur_p must be a probability"),  # was in every worker (fast)
+    ([{"name": "ImgPilColorDistortion", "strength": "abc"}, {"name": "ToTensor"}], "bad augmentation parameters"),
+    ([{"name": "ImgPilColorDistortion", "strength": 5}, {"name": "ToTensor"}], "hue values"),
+    ([{"name": "ImgPilColorDistortion", "strength": 0.5}, {"name": "RandomHorizontalFlip", "p": 3},
+      {"name": "ToTensor"}], "flip_p must be a probability"),
+    ([{"name": "ImgPilColorDistortion", "strength": 0.5}, {"name": "ToTensor"},
+      {"name": "Normalize", "mean": [0.5] * 3, "std": [0.0, 0.2, 0.2]}], "std must be > 0"),  # was inf pixels
+    ([{"name": "ImgPilColorDistortion", "strength": 0.5}, {"name": "ToTensor"},
+      {"name": "Normalize", "mean": [0.5] * 2, "std": [0.2] * 2}], "mean must be 3 numbers"),
+]
+
+
+@pytest.mark.parametrize("backend", ["fast", "device"])
+@pytest.mark.parametrize("tail,says", BAD_TAILS)
+def test_bad_tail_values_are_config_errors(backend, tail, says):
+    """Checked once when the config is composed: before, fast passed them on to every data-loader
+    worker (crash, or inf pixels for std 0) and device crashed in the launcher with a traceback."""
+    with pytest.raises(ConfigError, match=says):
+        rewrite_transforms([{"name": "RandomResizedCrop", "size": 32}] + tail, backend, "T")
+
+
+def test_fast_transform_by_hand_refuses_std_zero():
+    from vissl_ext.data.fast_augment import FastMocoV2Aug
+
+    with pytest.raises(ValueError, match="std > 0"):
+        FastMocoV2Aug.from_config({"mean": [0.5] * 3, "std": [0.2, 0.0, 0.2]})

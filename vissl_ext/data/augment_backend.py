@@ -63,6 +63,8 @@ def _tail(transforms: List[Dict], where: str, allow_flip: bool) -> Optional[Tupl
     if i < len(rest) and rest[i]["name"] == "ToTensor":
         i += 1
         if i < len(rest) and rest[i]["name"] == "Normalize":
+            if "mean" not in rest[i] or "std" not in rest[i]:
+                raise ConfigError(f"{where}: Normalize needs mean and std, got {dict(rest[i])}")
             spec["mean"], spec["std"] = list(rest[i]["mean"]), list(rest[i]["std"])
             i += 1
     else:
@@ -71,7 +73,26 @@ def _tail(transforms: List[Dict], where: str, allow_flip: bool) -> Optional[Tupl
     if i != len(rest):
         raise ConfigError(f"{where}: AUGMENT_BACKEND fast/device handle the MoCo v2 tail {list(_TAIL_NAMES)}; "
                           f"{[t['name'] for t in rest[i:]]} after it are not supported")
+    _check_spec(spec, where)
     return start, spec
+
+
+def _check_spec(spec: Dict[str, Any], where: str):
+    """The tail's values, checked when the config is composed (not in every data-loader worker):
+    the host transforms build from them and the distributions are valid; mean/std are 3 numbers
+    each and std > 0 (the fast paths would divide by it: inf pixels, silently)."""
+    try:
+        _device_spec(spec)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: AUGMENT_BACKEND fast/device: bad augmentation parameters in "
+                          f"{ {k: spec[k] for k in ('strength', 'blur', 'flip_p')} }: {e}") from None
+    for key in ("mean", "std"):
+        v = spec[key]
+        if v is not None and (len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      for x in v)):
+            raise ConfigError(f"{where}: Normalize {key} must be 3 numbers (R, G, B), got {v}")
+    if spec["std"] is not None and min(spec["std"]) <= 0:
+        raise ConfigError(f"{where}: Normalize std must be > 0, got {spec['std']}")
 
 
 def _device_spec(spec: Dict[str, Any]) -> Dict[str, Any]:

@@ -325,6 +325,8 @@ class FastMocoV2Aug(ClassyTransform):
         self.dist, self.mean, self.std, self.to_tensor = dist, mean, std, to_tensor
         if (mean is None) != (std is None):
             raise ValueError("FastMocoV2Aug: give both mean and std, or neither")
+        if std is not None and (len(std) != 3 or len(mean) != 3 or min(std) <= 0):  # inf pixels otherwise
+            raise ValueError(f"FastMocoV2Aug: mean and std must be 3 numbers each, std > 0; got {mean}, {std}")
 
     def __call__(self, img):
         return augment_view(img, self.dist.sample(), self.mean, self.std, self.to_tensor)
