@@ -366,6 +366,9 @@ class ReaderCache:
         self.__init__(state["capacity"])
 
 
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}  # 16-bit grey PNG/TIFF: to 8 bits as OpenCV reads them
+
+
 def read_image(path: str, short_side: int = 0) -> Image.Image:
     """An RGB frame from disk; JPEGs are decoded at reduced scale when much larger than needed."""
     try:
@@ -374,6 +377,8 @@ def read_image(path: str, short_side: int = 0) -> Image.Image:
                 w, h = img.size
                 # draft picks a DCT scale >= requested size: exact resize follows
                 img.draft("RGB", _scaled_size(w, h, short_side))
+            if img.mode in _SIXTEEN_BIT:  # PIL's convert clips 16-bit grey at 255 (a white frame)
+                img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
             img = img.convert("RGB")
     except Exception as e:
         raise VideoDecodeError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
