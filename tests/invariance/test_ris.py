@@ -203,3 +203,18 @@ def test_int_and_string_labels_give_the_same_scores():
     _close(b.scores, ris_loop(x, straj, scls, topk=(1, 5))[0])  # bit for bit: same trajectory order
     for c in want_pc:  # 't10' < 't2': other summation order, same values to rounding
         assert a.per_class[c] == pytest.approx(b.per_class[c], rel=1e-12) and a.per_class[c] == want_pc[c]
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"block_cols": -5}, "block_cols must be an integer >= 0"),  # scored nothing: every score 0.0
+    ({"block_cols": -5, "device": "cpu"}, "block_cols must be an integer >= 0"),  # AttributeError on torch
+    ({"sample_rows": 0}, "sample_rows must be an integer >= 1"),  # ZeroDivisionError
+    ({"max_firing_percentile": -5}, "max_firing_percentile must be in"),  # 'kth out of bounds'
+    ({"topk": []}, "topk must be one or more integers"),  # empty scores
+    ({"topk": (2.7,)}, "topk must be one or more integers"),  # silently K=2
+    ({"min_trajectory_length": 0}, "min_trajectory_length must be an integer >= 1"),
+])
+def test_bad_options_are_refused(kw, msg):
+    x, traj = _data("gauss", 300, 10, 30, seed=6)
+    with pytest.raises(RISInputError, match=msg):
+        compute_ris(x, traj, **kw)

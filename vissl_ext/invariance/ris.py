@@ -148,6 +148,23 @@ def _labels(values, n: int, what: str) -> np.ndarray:
     return a
 
 
+def _check_options(topk, min_trajectory_length, max_firing_percentile, sample_rows, threads, block_cols):
+    """Keyword values that would otherwise give empty or wrong scores (a negative block width
+    scored nothing: all 0.0) or fail deep inside the selection."""
+    def whole(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if isinstance(topk, (str, bytes)) or not len(topk) or not all(whole(k) for k in topk):
+        raise RISInputError(f"topk must be one or more integers K, got {topk!r}")
+    for name, v, low in (("min_trajectory_length", min_trajectory_length, 1), ("sample_rows", sample_rows, 1),
+                         ("threads", 1 if threads is None else threads, 0),
+                         ("block_cols", 1 if block_cols is None else block_cols, 0)):
+        if not whole(v) or v < low:
+            raise RISInputError(f"{name} must be an integer >= {low}, got {v!r}")
+    if not 0 < max_firing_percentile <= 100:  # NaN fails too
+        raise RISInputError(f"max_firing_percentile must be in (0, 100], got {max_firing_percentile!r}")
+
+
 def default_threads() -> int:
     """Cores this process may run on."""
     try:
@@ -235,6 +252,7 @@ def compute_ris(features, trajectories, classes=None, topk: Sequence[int] = DEFA
     n, d = x.shape
     if n == 0:
         raise RISInputError("no images: the feature matrix is empty")
+    _check_options(topk, min_trajectory_length, max_firing_percentile, sample_rows, threads, block_cols)
     topk = [int(k) for k in topk]
     for k in topk:
         if not 1 <= k <= d:
