@@ -157,3 +157,29 @@ def test_rerun_with_other_settings_is_refused_before_any_job(tmp_path, capsys):
     assert propose([str(out / "manifest.json"), str(tmp_path / "p"), "--top-r", "6", *pp, *slurm]) == 2
     assert "was made with other settings" in capsys.readouterr().err
     assert not (tmp_path / "p" / "slurm").exists()
+
+
+def test_each_tool_keeps_its_own_markers(tmp_path):
+    """detect_shots runs on extract_frames' output folder: with one <out>/slurm/ for both, each
+    tool's markers made the other resubmit every shard ('written by another command line')."""
+    from vissl_ext.shard_jobs import marker_path
+
+    paths = {m: marker_path(str(tmp_path), 0, 2, m) for m in ("vissl_ext.data.extract_cli", "vissl_ext.data.shot_cli",
+                                                                "vissl_ext.tracking.propose_cli",
+                                                                "vissl_ext.tracking.track_cli")}
+    assert len(set(paths.values())) == 4
+    assert paths["vissl_ext.data.shot_cli"] == str(tmp_path / "slurm" / "shot" / "done_0-of-2.json")
+
+
+@pytest.mark.slow
+def test_detect_shots_beside_extract_frames_does_not_resubmit_it(tmp_path):
+    from vissl_ext.data.shot_cli import parse_args as shot_args, run as shot_run
+
+    video = shared_path("video_opencv", "cup.mp4")
+    ex = ["--stride", "6", "--max-frames", "3", "--short-side", "64", "--no-progress"]
+    slurm = ["--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
+    assert _main("vissl_ext.data.extract_cli", [video, tmp_path, *ex, *slurm])["ok"]
+    s = shot_run(shot_args([str(tmp_path / "manifest.json"), "--no-progress", *slurm]))
+    assert s["ok"] and s["submitted"] == [0, 1]
+    s = _main("vissl_ext.data.extract_cli", [video, tmp_path, *ex, *slurm])  # resubmitted both shards before
+    assert s["ok"] and s["submitted"] == [] and s["already_done"] == 2

@@ -2,7 +2,7 @@
 
 ``tools/extract_frames.py``, ``propose_regions.py`` and ``track_regions.py`` take ``--slurm``:
 the command line (less the SLURM options) runs as ``--shard i/n`` in task i of an array job.
-Each task that finishes writes ``<out>/slurm/done_<i>-of-<n>.json`` (its summary); a rerun of
+Each task that finishes writes ``<out>/slurm/<tool>/done_<i>-of-<n>.json`` (its summary); a rerun of
 the same command submits only the shards without one, and once every shard is done the tool's
 merge step writes the manifest / index / summary once. Failed shards are reported by id with
 their log paths. Executor options mirror VISSL's ``config.SLURM`` (PARTITION, TIME_HOURS, MEM_GB,
@@ -96,8 +96,14 @@ def make_executor(args, folder: str):
     return ex
 
 
-def marker_path(out: str, shard: int, num_shards: int) -> str:
-    return os.path.join(out, "slurm", f"done_{shard}-of-{num_shards}.json")
+def slurm_dir(out: str, module: str) -> str:
+    """``<out>/slurm/<tool>``: one folder per tool, as detect_shots shares extract_frames' output
+    folder (with one folder, each tool's markers made the other resubmit every shard)."""
+    return os.path.join(out, "slurm", module.rsplit(".", 1)[-1].replace("_cli", ""))
+
+
+def marker_path(out: str, shard: int, num_shards: int, module: str) -> str:
+    return os.path.join(slurm_dir(out, module), f"done_{shard}-of-{num_shards}.json")
 
 
 def _read_marker(path: str, argv: List[str]) -> Optional[dict]:
@@ -127,7 +133,7 @@ def run_shard(module: str, argv: List[str], shard: int, num_shards: int, out: st
     mod = importlib.import_module(module)
     args = mod.parse_args(list(argv) + ["--shard", f"{shard}/{num_shards}", "--no-progress"])
     summary = mod.run(args)
-    write_json_atomic(marker_path(out, shard, num_shards), {"argv": list(argv), "summary": summary}, indent=1)
+    write_json_atomic(marker_path(out, shard, num_shards, module), {"argv": list(argv), "summary": summary}, indent=1)
     return summary
 
 
@@ -140,12 +146,12 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
     check_slurm_args(args)
     task_argv = strip_slurm_options(argv)
     n = args.slurm_shards
-    os.makedirs(os.path.join(out, "slurm"), exist_ok=True)
-    done = {i for i in range(n) if _read_marker(marker_path(out, i, n), task_argv) is not None}
+    os.makedirs(slurm_dir(out, module), exist_ok=True)
+    done = {i for i in range(n) if _read_marker(marker_path(out, i, n, module), task_argv) is not None}
     todo = [i for i in range(n) if i not in done]
     summary: Dict = {"shards": n, "already_done": len(done), "submitted": todo, "failed": []}
     if todo:
-        ex = make_executor(args, os.path.join(out, "slurm", "logs", "%j"))
+        ex = make_executor(args, os.path.join(slurm_dir(out, module), "logs", "%j"))
         jobs = ex.map_array(run_shard, [module] * len(todo), [task_argv] * len(todo), todo, [n] * len(todo),
                             [out] * len(todo))
         summary["job_ids"] = [j.job_id for j in jobs]
@@ -159,7 +165,7 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
                 job.result()
             except Exception as e:  # the task died, was killed or timed out: report it, keep waiting for others
                 logging.error(f"shard {i}/{n} failed (job {job.job_id}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-            if _read_marker(marker_path(out, i, n), task_argv) is None:
+            if _read_marker(marker_path(out, i, n, module), task_argv) is None:
                 summary["failed"].append({"shard": i, "job_id": job.job_id, "stderr": str(job.paths.stderr),
                                           "stdout": str(job.paths.stdout)})
     if summary["failed"]:
@@ -176,12 +182,12 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
     return summary
 
 
-def merge_shard_summaries(out: str, num_shards: int, name: str) -> dict:
+def merge_shard_summaries(out: str, num_shards: int, name: str, module: str) -> dict:
     """The shards' summaries (from their markers) added up into ``<out>/<name>``: numbers are
     summed, lists concatenated; the per-shard values are kept under ``shards``."""
     shards = []
     for i in range(num_shards):
-        with open(marker_path(out, i, num_shards)) as f:
+        with open(marker_path(out, i, num_shards, module)) as f:
             shards.append(json.load(f)["summary"])
     total: Dict = {}
     for s in shards:

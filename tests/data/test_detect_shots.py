@@ -79,6 +79,6 @@ def test_slurm_array_route_with_local_processes(joined_clip, tmp_path):
     manifest = tmp_path / "manifest.json"
     s = detect(manifest, "--slurm", "--slurm-shards", "2", "--slurm-cluster", "local")
     assert s["ok"] and s["merged"]["videos_with_shots"] == 2, s
-    assert sorted(os.listdir(tmp_path / "slurm"))[:2] == ["done_0-of-2.json", "done_1-of-2.json"]
+    assert sorted(os.listdir(tmp_path / "slurm" / "shot"))[:2] == ["done_0-of-2.json", "done_1-of-2.json"]
     shots = {v.id: v.shots["starts"] for v in load_manifest(str(manifest))}
     assert len(shots["joined"]) == 5 and len(shots["bikes"]) > 1

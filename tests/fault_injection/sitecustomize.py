@@ -70,7 +70,7 @@ def _patch_shard_jobs(mod, kill_shard: int):
 
     def run_shard(module, argv, shard, num_shards, out):
         if shard == kill_shard:
-            marker, real_write = mod.marker_path(out, shard, num_shards), mod.write_json_atomic
+            marker, real_write = mod.marker_path(out, shard, num_shards, module), mod.write_json_atomic
 
             def write_json_atomic(path, *a, **k):
                 if path == marker:  # the work is done, the marker not written yet

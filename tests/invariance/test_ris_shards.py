@@ -133,7 +133,7 @@ def test_slurm_array_kill_resubmit_merge(single):
     # rerun: only shard 1 goes again (its file, written before the kill, is reused), then merge + score
     s = _run(_argv(m, out, *slurm))
     assert s["ok"] is True and s["already_done"] == 1 and s["submitted"] == [1] and s["merged"]["ok"]
-    logs = [open(p).read() for p in glob.glob(str(out / "features_rand__custom_avgpool_shards" / "slurm" / "logs"
+    logs = [open(p).read() for p in glob.glob(str(out / "features_rand__custom_avgpool_shards" / "slurm" / "ris" / "logs"
                                                   / s["job_ids"][0] / "*.err"))]
     assert any("shard 1/2 already extracted, reused" in text for text in logs)
     got, got_scores, got_pc = _result(str(out))

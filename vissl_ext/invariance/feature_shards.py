@@ -25,6 +25,8 @@ from vissl_ext.invariance.features_io import FeatureFileError
 from vissl_ext.shard_jobs import marker_path
 from vissl_ext.utils_io import write_json_atomic
 
+RIS_CLI = "vissl_ext.invariance.ris_cli"  # the tool whose --slurm markers these are
+
 
 def shards_folder(features_path: str) -> str:
     """Where the shards of ``features_<model>__<set>_<layer>.npy`` go (beside it)."""
@@ -137,7 +139,7 @@ def merge_shards(folder: str, num_shards: int, out_path: str, settings: dict, bl
         x, why = read_shard(folder, i, num_shards, settings)
         if x is None:
             raise FeatureFileError(f"cannot merge shard {i}/{num_shards}: {why}; extract it again (--shard "
-                                   f"{i}/{num_shards}, or rerun --slurm after deleting {marker_path(folder, i, num_shards)})")
+                                   f"{i}/{num_shards}, or rerun --slurm after deleting {marker_path(folder, i, num_shards, RIS_CLI)})")
         parts.append(x)
     dims = {x.shape[1] for x in parts}
     rows = sum(len(x) for x in parts)
@@ -157,7 +159,7 @@ def merge_shards(folder: str, num_shards: int, out_path: str, settings: dict, bl
     os.replace(tmp, out_path)
     for i in range(num_shards):  # the merged file is the result now: a rerun reuses it, never stale shards
         path = shard_file(folder, i, num_shards)
-        for p in (path, os.path.splitext(path)[0] + ".json", marker_path(folder, i, num_shards)):
+        for p in (path, os.path.splitext(path)[0] + ".json", marker_path(folder, i, num_shards, RIS_CLI)):
             if os.path.exists(p):
                 os.remove(p)
     logging.info(f"merged {num_shards} shards into {out_path} ({rows} rows)")

@@ -93,7 +93,8 @@ def run(args) -> dict:
         for e in entries:  # caches made with other settings: refused here, not in every task
             _done(proposals_path(args.output, e.id), pd)
         return submit_and_merge("vissl_ext.tracking.propose_cli", args.argv, args, args.output,
-                                lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json"))
+                                lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json",
+                                                              "vissl_ext.tracking.propose_cli"))
     mine = shard_of(sorted(entries, key=lambda e: e.id), shard, num_shards)
     output_dir(args.output)
     todo = [e for e in mine if not _done(proposals_path(args.output, e.id), pd)]

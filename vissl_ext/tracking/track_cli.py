@@ -182,7 +182,7 @@ def _write_index(args, by_id, record) -> dict:
 
 
 def _merge(args, by_id, record) -> dict:
-    merged = merge_shard_summaries(args.output, args.slurm_shards, "summary.json")
+    merged = merge_shard_summaries(args.output, args.slurm_shards, "summary.json", "vissl_ext.tracking.track_cli")
     return {**merged, **_write_index(args, by_id, record)}
 
 
