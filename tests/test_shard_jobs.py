@@ -183,3 +183,30 @@ def test_detect_shots_beside_extract_frames_does_not_resubmit_it(tmp_path):
     assert s["ok"] and s["submitted"] == [0, 1]
     s = _main("vissl_ext.data.extract_cli", [video, tmp_path, *ex, *slurm])  # resubmitted both shards before
     assert s["ok"] and s["submitted"] == [] and s["already_done"] == 2
+
+
+@pytest.mark.slow
+def test_no_wait_submits_exits_zero_and_the_rerun_merges(tmp_path, capsys):
+    """--slurm-no-wait: the submission worked, so exit code 0 (scripts chain on it), nothing
+    merged yet; once the tasks end, the same command merges without submitting again."""
+    import time
+
+    from vissl_ext.data.extract_cli import main
+    from vissl_ext.shard_jobs import marker_path
+
+    video = shared_path("video_opencv", "cup.mp4")
+    out = tmp_path / "o"
+    argv = [video, str(out), "--stride", "10", "--max-frames", "4", "--short-side", "64", "--no-progress",
+            "--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
+    assert main([*argv, "--slurm-no-wait"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["waiting"] is True and s["submitted"] == [0, 1] and "merged" not in s
+    assert not (out / "manifest.json").exists()
+    deadline = time.time() + 120
+    while not all(os.path.exists(marker_path(str(out), i, 2, "vissl_ext.data.extract_cli")) for i in range(2)):
+        assert time.time() < deadline, "the local array tasks did not finish"
+        time.sleep(0.5)
+    assert main(argv) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["submitted"] == [] and s["already_done"] == 2 and s["merged"]["videos"] == 1
+    assert (out / "manifest.json").exists()

@@ -141,7 +141,8 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
     """Submit the unfinished shards of ``module``'s command line, wait, then ``merge()``.
 
     Returns a summary: shards done / submitted / failed (with log paths); ``ok`` false when a
-    shard failed (nothing is merged then) or when the jobs were left running (``--slurm-no-wait``).
+    shard failed (nothing is merged then). ``--slurm-no-wait``: ``ok`` (the submission worked, exit
+    code 0 for scripts) with ``waiting`` and no ``merged``: the rerun merges.
     """
     check_slurm_args(args)
     task_argv = strip_slurm_options(argv)
@@ -157,7 +158,7 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
         summary["job_ids"] = [j.job_id for j in jobs]
         logging.info(f"submitted {len(todo)} of {n} shards ({len(done)} already done): jobs {summary['job_ids']}")
         if args.slurm_no_wait:
-            summary.update(ok=False, waiting=True,
+            summary.update(ok=True, waiting=True,
                            message="jobs submitted; rerun the same command once they end to merge")
             return summary
         for i, job in zip(todo, jobs):
