@@ -88,6 +88,8 @@ def bench_scoring(args):
     same = same_scores(res, want, want_pc)
     print(f"compute_ris, {default_threads()} threads     : {t_vec:7.3f} s wall, {c_vec:6.3f} s CPU   "
           f"speed-up {t_loop / t_vec:5.1f} x (wall)   bit-identical scores: {same}")
+    # CPU / wall: how many cores the threads actually got (below ~1.5 of 2: another job had a core)
+    print(f"  cores the threads got     : {c_vec / t_vec:.2f} of {default_threads()}")
     res1, t_one, c_one = median_wall(args.repeats, ris, x, traj, threads=1)
     same &= same_scores(res1, want, want_pc)
     print(f"compute_ris, 1 thread      : {t_one:7.3f} s wall, {c_one:6.3f} s CPU   "
