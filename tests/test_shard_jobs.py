@@ -3,6 +3,7 @@ two shards, one killed before it finishes and resubmitted by a rerun, then one m
 outputs equal a single-process run's. Also: which options a task's command line keeps, and
 proposals that do not depend on which process or batch made them."""
 import json
+import logging
 import os
 
 import numpy as np
@@ -210,3 +211,105 @@ def test_no_wait_submits_exits_zero_and_the_rerun_merges(tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["submitted"] == [] and s["already_done"] == 2 and s["merged"]["videos"] == 1
     assert (out / "manifest.json").exists()
+
+
+def _extract_argv(video, out):
+    return [video, str(out), "--stride", "10", "--max-frames", "4", "--short-side", "64", "--no-progress",
+            "--slurm", "--slurm-shards", "2", "--slurm-cluster", "local", "--cpus-per-task", "1"]
+
+
+def _wait_for(cond, what, timeout=90):
+    import time
+
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+class _OnLog(logging.Handler):
+    """Runs ``action`` once a log message containing ``text`` is emitted."""
+
+    def __init__(self, text, action):
+        super().__init__()
+        self.text, self.action = text, action
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.action()
+
+
+@pytest.mark.slow
+def test_rerun_while_a_shard_runs_does_not_submit_it_again(tmp_path):
+    """A rerun while a shard's job still runs used to see no marker and submit the shard again
+    (double compute, two tasks writing its outputs). Shard 1 is held (tests/fault_injection) until
+    the test releases it: the --slurm-no-wait rerun lists it as running, the waiting rerun waits for
+    it and merges; nothing is submitted twice."""
+    from vissl_ext.shard_jobs import marker_path, submitted_path
+
+    mod = "vissl_ext.data.extract_cli"
+    out, gate = tmp_path / "o", tmp_path / "release_shard_1"
+    argv = _extract_argv(shared_path("video_opencv", "cup.mp4"), out)
+    marker = [marker_path(str(out), i, 2, mod) for i in range(2)]
+    try:
+        s = _main(mod, [*argv, "--slurm-no-wait"], env=fault_injection_env(hold_shard=f"1:{gate}"))
+        assert s["ok"] and s["waiting"] and s["submitted"] == [0, 1] and s["running"] == []
+        records = json.loads(open(submitted_path(str(out), mod)).read())["shards"]
+        assert [records[f"{i}-of-2"]["job_id"] for i in range(2)] == s["job_ids"]
+        _wait_for(lambda: os.path.exists(marker[0]), "shard 0's marker")
+
+        s = _main(mod, [*argv, "--slurm-no-wait"])  # shard 1 still runs (held)
+        assert s["ok"] is True and s["waiting"] is True and "merged" not in s
+        assert s["submitted"] == [] and s["already_done"] == 1 and s["running"] == [1]
+        assert s["running_job_ids"] == [records["1-of-2"]["job_id"]] and "[1] still running" in s["message"]
+        assert not os.path.exists(marker[1])
+
+        # the waiting rerun: shard 1 is released once the command says it waits for it
+        root, on_wait = logging.getLogger(), _OnLog("waiting for 1 shards still running", gate.touch)
+        level = root.level
+        root.addHandler(on_wait)
+        root.setLevel(logging.INFO)
+        try:
+            s = _main(mod, argv)
+        finally:
+            root.removeHandler(on_wait)
+            root.setLevel(level)
+        assert gate.exists()  # it did wait
+        assert s["ok"] is True and s["submitted"] == [] and s["running"] == [1] and s["failed"] == []
+        assert s["merged"]["videos"] == 1 and (out / "manifest.json").exists()
+        assert json.loads(open(submitted_path(str(out), mod)).read())["shards"] == records  # nothing new
+        jobs_run = {d for d in os.listdir(out / "slurm" / "extract" / "logs") if d != "%j"}  # %j: submitit's pickles
+        assert jobs_run == {r["job_id"] for r in records.values()}
+    finally:
+        gate.touch()  # never leave a held task behind
+
+
+@pytest.mark.slow
+def test_recorded_job_that_died_without_its_marker_is_submitted_again(tmp_path):
+    """A recorded job whose process is gone and left no marker (SIGKILLed before writing it) is
+    not 'running': the rerun submits its shard again, records the new job, and merges."""
+    from vissl_ext.shard_jobs import local_job_alive, marker_path, submitted_path
+
+    mod = "vissl_ext.data.extract_cli"
+    out = tmp_path / "o"
+    argv = _extract_argv(shared_path("video_opencv", "cup.mp4"), out)
+    s = _main(mod, [*argv, "--slurm-no-wait"], env=fault_injection_env(kill_shard=1))
+    assert s["submitted"] == [0, 1]
+    old = json.loads(open(submitted_path(str(out), mod)).read())["shards"]
+    _wait_for(lambda: os.path.exists(marker_path(str(out), 0, 2, mod))
+              and not local_job_alive(old["1-of-2"]["job_id"], old["1-of-2"]["folder"])[0], "the jobs to end")
+    assert not os.path.exists(marker_path(str(out), 1, 2, mod))
+
+    s = _main(mod, argv)
+    assert s["ok"] is True and s["already_done"] == 1 and s["submitted"] == [1] and s["running"] == []
+    assert s["merged"]["videos"] == 1
+    new = json.loads(open(submitted_path(str(out), mod)).read())["shards"]
+    assert new["0-of-2"] == old["0-of-2"] and new["1-of-2"]["job_id"] == s["job_ids"][0] != old["1-of-2"]["job_id"]
+
+
+def test_a_pid_that_is_not_a_submitit_job_is_not_alive(tmp_path):
+    """Local job ids are PIDs: a PID reused by another program (here: this test) is not the job."""
+    from vissl_ext.shard_jobs import local_job_alive
+
+    assert local_job_alive(str(os.getpid()), str(tmp_path / "logs" / "%j")) == (False, "ENDED (its PID is another process now)")
+    assert local_job_alive("4194305", str(tmp_path))[0] is False  # above Linux's pid_max

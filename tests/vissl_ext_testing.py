@@ -80,14 +80,16 @@ def run_engine(overrides, cwd, timeout=600, env=None):
 
 
 FAULT_INJECTION_DIR = os.path.join(REPO, "tests", "fault_injection")
-_FAULTS = {"sigkill_at_save": "VISSL_EXT_TEST_SIGKILL_AT_SAVE", "kill_shard": "VISSL_EXT_TEST_KILL_SHARD"}
+_FAULTS = {"sigkill_at_save": "VISSL_EXT_TEST_SIGKILL_AT_SAVE", "kill_shard": "VISSL_EXT_TEST_KILL_SHARD",
+           "hold_shard": "VISSL_EXT_TEST_HOLD_SHARD"}
 
 
 def fault_injection_env(base=None, **faults):
     """The environment (``base``, default os.environ) of a subprocess, and of the processes it
     starts, with real faults injected by tests/fault_injection/sitecustomize.py:
     ``sigkill_at_save=N`` (SIGKILL of the process group halfway through its N-th checkpoint
-    write), ``kill_shard=K`` (SIGKILL of array task K before it writes its marker). Without
+    write), ``kill_shard=K`` (SIGKILL of array task K before it writes its marker),
+    ``hold_shard="K:PATH"`` (array task K waits for the file PATH before its work). Without
     faults: ``base`` less any fault left in it."""
     env = {k: v for k, v in dict(os.environ if base is None else base).items() if k not in _FAULTS.values()}
     unknown = set(faults) - set(_FAULTS)

@@ -8,6 +8,10 @@ merge step writes the manifest / index / summary once. Failed shards are reporte
 their log paths. Executor options mirror VISSL's ``config.SLURM`` (PARTITION, TIME_HOURS, MEM_GB,
 NUM_CPU_PER_PROC, COMMENT, CONSTRAINT, NAME). ``--slurm-cluster local`` runs the same array as
 local processes through submitit's ``LocalExecutor`` (a try-out on one machine, and the tests).
+Each submission is recorded per shard (job id, submitit folder, cluster kind) in
+``<out>/slurm/<tool>/submitted.json``: a rerun while those jobs are still pending or running does
+not submit their shards again, it waits for them (or, with ``--slurm-no-wait``, lists them as
+``running``); a recorded job that ended without its marker is resubmitted.
 """
 import argparse
 import json
@@ -15,7 +19,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from vissl_ext.utils_io import write_json_atomic
 
@@ -106,7 +110,7 @@ def marker_path(out: str, shard: int, num_shards: int, module: str) -> str:
     return os.path.join(slurm_dir(out, module), f"done_{shard}-of-{num_shards}.json")
 
 
-def _read_marker(path: str, argv: List[str]) -> Optional[dict]:
+def _read_marker(path: str, argv: List[str], warn: bool = True) -> Optional[dict]:
     """The summary a finished task left, or None (absent, unreadable, or another command line)."""
     try:
         with open(path) as f:
@@ -114,12 +118,148 @@ def _read_marker(path: str, argv: List[str]) -> Optional[dict]:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        logging.warning(f"{path}: unreadable shard marker ({e}): the shard runs again")
+        if warn:
+            logging.warning(f"{path}: unreadable shard marker ({e}): the shard runs again")
         return None
     if m.get("argv") != argv:
-        logging.warning(f"{path} was written by another command line ({m.get('argv')}): the shard runs again")
+        if warn:
+            logging.warning(f"{path} was written by another command line ({m.get('argv')}): the shard runs again")
         return None
     return m
+
+
+def submitted_path(out: str, module: str) -> str:
+    return os.path.join(slurm_dir(out, module), "submitted.json")
+
+
+def _read_submitted(out: str, module: str) -> Dict[str, dict]:
+    """``{"<i>-of-<n>": {job_id, cluster, folder, argv}}`` of earlier submissions ({} if none)."""
+    path = submitted_path(out, module)
+    try:
+        with open(path) as f:
+            return dict(json.load(f)["shards"])
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logging.warning(f"{path}: unreadable record of submitted jobs ({e}): their shards may be submitted again")
+        return {}
+
+
+def _record_submitted(out: str, module: str, records: Dict[str, dict]):
+    """Adds ``records`` to ``submitted.json`` (atomically; the newest job of a shard wins)."""
+    merged = _read_submitted(out, module)
+    merged.update(records)
+    write_json_atomic(submitted_path(out, module), {"shards": merged}, indent=1)
+
+
+# SLURM states of a job that has not ended: submitit's own list of incomplete states
+# (core.InfoWatcher.is_done; PREEMPTED: submitit requeues the job) and SLURM's other non-final ones,
+# less UNKNOWN, which is what submitit reports when sacct failed or does not know the job (any more).
+_SLURM_ALIVE = {"READY", "PENDING", "RUNNING", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING", "RESIZING",
+                "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+                "SPECIAL_EXIT"}
+POLL_S = 2.0  # how often a rerun looks at the markers of shards still running from an earlier submission
+
+
+def _reattach(record: dict):
+    """The submitit job of a recorded submission (its state for SLURM, its log paths for both)."""
+    import submitit
+    from submitit.local.local import LocalJob
+
+    cls = submitit.SlurmJob if record["cluster"] == "slurm" else LocalJob
+    return cls(folder=record["folder"], job_id=str(record["job_id"]))
+
+
+def local_job_alive(job_id: str, folder: str) -> Tuple[bool, str]:
+    """Whether a job of submitit's ``LocalExecutor`` still runs: its job id is the PID of the job's
+    controller (``python -m submitit.local._local <folder>``, parent of the task). A zombie, or a
+    PID now used by another program, is not the job."""
+    try:
+        pid = int(job_id)
+    except ValueError:
+        return False, f"not a local job id {job_id!r}"
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False, "ENDED"
+        if state in ("Z", "X"):
+            return False, "ENDED"
+        if b"submitit.local._local" not in cmdline or os.fsencode(folder) not in cmdline:
+            return False, "ENDED (its PID is another process now)"
+        return True, "RUNNING"
+    try:  # no /proc: the PID exists; reap it first if it is a child of this process
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False, "ENDED"
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False, "ENDED"
+    except PermissionError:
+        pass
+    return True, "RUNNING"
+
+
+def _job_alive(record: dict, job) -> Tuple[bool, str]:
+    """(alive, state) of a recorded job: SLURM through submitit's sacct watcher, local by PID."""
+    if record["cluster"] == "slurm":
+        state = (str(job.state).split() or ["UNKNOWN"])[0].upper()  # "CANCELLED by 123": CANCELLED
+        return state in _SLURM_ALIVE, state
+    return local_job_alive(str(record["job_id"]), record["folder"])
+
+
+def _still_running(out: str, module: str, argv: List[str], shards: List[int], n: int) -> Dict[int, tuple]:
+    """``{shard: (record, job)}`` for the unfinished ``shards`` whose recorded job is alive."""
+    records = _read_submitted(out, module)
+    found = {i: records[f"{i}-of-{n}"] for i in shards if f"{i}-of-{n}" in records}
+    found = {i: r for i, r in found.items() if r.get("argv") == argv}
+    jobs = {i: _reattach(r) for i, r in found.items()}  # all registered first: one sacct call for all
+    running = {}
+    for i, r in found.items():
+        alive, state = _job_alive(r, jobs[i])
+        if alive:
+            running[i] = (r, jobs[i])
+        else:
+            logging.warning(f"shard {i}/{n}: its job {r['job_id']} ({r['cluster']}) is {state} without marking "
+                            f"the shard done: submitted again")
+    return running
+
+
+def _wait_for_running(running: Dict[int, tuple], out: str, module: str, argv: List[str], n: int) -> List[dict]:
+    """Waits until each shard in ``running`` has its marker or its job ended; the failed ones."""
+    pending, failed = dict(running), []
+    logging.info(f"waiting for {len(pending)} shards still running from an earlier submission ("
+                 + ", ".join(f"shard {i} job {r['job_id']}" for i, (r, _) in sorted(pending.items()))
+                 + f"): looking at their markers every {POLL_S:g} s")
+    last_log = time.time()
+    while pending:
+        for i, (r, job) in sorted(pending.items()):
+            marker = marker_path(out, i, n, module)
+            if _read_marker(marker, argv, warn=False) is not None:
+                logging.info(f"shard {i}/{n} done (job {r['job_id']})")
+                del pending[i]
+                continue
+            alive, state = _job_alive(r, job)
+            if not alive and _read_marker(marker, argv, warn=False) is None:  # marker: it ended in between
+                logging.error(f"shard {i}/{n} failed (job {r['job_id']}): {state} without marking the shard done")
+                failed.append(_failure(i, job))
+            if not alive:
+                del pending[i]
+        if pending:
+            if time.time() - last_log > 60:
+                logging.info(f"still waiting for shards {sorted(pending)} of an earlier submission")
+                last_log = time.time()
+            time.sleep(POLL_S)
+    return failed
+
+
+def _failure(shard: int, job) -> dict:
+    return {"shard": shard, "job_id": job.job_id, "stderr": str(job.paths.stderr), "stdout": str(job.paths.stdout)}
 
 
 def run_shard(module: str, argv: List[str], shard: int, num_shards: int, out: str) -> dict:
@@ -140,35 +280,49 @@ def run_shard(module: str, argv: List[str], shard: int, num_shards: int, out: st
 def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Callable[[], dict]) -> dict:
     """Submit the unfinished shards of ``module``'s command line, wait, then ``merge()``.
 
-    Returns a summary: shards done / submitted / failed (with log paths); ``ok`` false when a
-    shard failed (nothing is merged then). ``--slurm-no-wait``: ``ok`` (the submission worked, exit
-    code 0 for scripts) with ``waiting`` and no ``merged``: the rerun merges.
+    Returns a summary: shards done / submitted / still ``running`` from an earlier submission (not
+    submitted again: waited for) / failed (with log paths); ``ok`` false when a shard failed
+    (nothing is merged then). ``--slurm-no-wait``: ``ok`` (the submission worked, exit code 0 for
+    scripts) with ``waiting`` and no ``merged``: the rerun merges.
     """
     check_slurm_args(args)
     task_argv = strip_slurm_options(argv)
     n = args.slurm_shards
     os.makedirs(slurm_dir(out, module), exist_ok=True)
     done = {i for i in range(n) if _read_marker(marker_path(out, i, n, module), task_argv) is not None}
-    todo = [i for i in range(n) if i not in done]
-    summary: Dict = {"shards": n, "already_done": len(done), "submitted": todo, "failed": []}
+    running = _still_running(out, module, task_argv, [i for i in range(n) if i not in done], n)
+    todo = [i for i in range(n) if i not in done and i not in running]
+    summary: Dict = {"shards": n, "already_done": len(done), "submitted": todo, "running": sorted(running),
+                     "failed": []}
+    if running:
+        summary["running_job_ids"] = [running[i][0]["job_id"] for i in sorted(running)]
+        logging.info(f"{len(running)} of {n} shards still running from an earlier submission, not submitted "
+                     f"again: shards {sorted(running)}, jobs {summary['running_job_ids']}")
+    jobs = []
     if todo:
         ex = make_executor(args, os.path.join(slurm_dir(out, module), "logs", "%j"))
         jobs = ex.map_array(run_shard, [module] * len(todo), [task_argv] * len(todo), todo, [n] * len(todo),
                             [out] * len(todo))
         summary["job_ids"] = [j.job_id for j in jobs]
+        _record_submitted(out, module, {f"{i}-of-{n}": {"job_id": j.job_id, "cluster": args.slurm_cluster,
+                                                         "folder": str(ex.folder), "argv": task_argv}
+                                        for i, j in zip(todo, jobs)})
         logging.info(f"submitted {len(todo)} of {n} shards ({len(done)} already done): jobs {summary['job_ids']}")
-        if args.slurm_no_wait:
-            summary.update(ok=True, waiting=True,
-                           message="jobs submitted; rerun the same command once they end to merge")
-            return summary
-        for i, job in zip(todo, jobs):
-            try:
-                job.result()
-            except Exception as e:  # the task died, was killed or timed out: report it, keep waiting for others
-                logging.error(f"shard {i}/{n} failed (job {job.job_id}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-            if _read_marker(marker_path(out, i, n, module), task_argv) is None:
-                summary["failed"].append({"shard": i, "job_id": job.job_id, "stderr": str(job.paths.stderr),
-                                          "stdout": str(job.paths.stdout)})
+    if args.slurm_no_wait and (todo or running):
+        said = ["jobs submitted"] if todo else []
+        said += [f"shards {sorted(running)} still running from an earlier submission"] if running else []
+        summary.update(ok=True, waiting=True,
+                       message="; ".join(said) + "; rerun the same command once they end to merge")
+        return summary
+    for i, job in zip(todo, jobs):
+        try:
+            job.result()
+        except Exception as e:  # the task died, was killed or timed out: report it, keep waiting for others
+            logging.error(f"shard {i}/{n} failed (job {job.job_id}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        if _read_marker(marker_path(out, i, n, module), task_argv) is None:
+            summary["failed"].append(_failure(i, job))
+    if running:
+        summary["failed"] += _wait_for_running(running, out, module, task_argv, n)
     if summary["failed"]:
         ids = [f["shard"] for f in summary["failed"]]
         logging.error(f"{len(ids)} of {n} shards failed ({ids}); logs: "

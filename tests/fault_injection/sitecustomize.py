@@ -10,7 +10,9 @@ environment variables that only this file reads:
   checkpoint write of this process (``vissl_ext.checkpoints.save_torch_atomic``) reached the disk
   (a job preempted while saving);
 - ``VISSL_EXT_TEST_KILL_SHARD=K``: SIGKILL the array task of shard K
-  (``vissl_ext.shard_jobs.run_shard``) after its work, when it is about to write its marker.
+  (``vissl_ext.shard_jobs.run_shard``) after its work, when it is about to write its marker;
+- ``VISSL_EXT_TEST_HOLD_SHARD=K:PATH``: the array task of shard K waits until the file PATH exists
+  (at most 120 s) before its work (a job still pending or running when the command is rerun).
 
 The real functions run; the patch is applied when the module is first imported (an import hook:
 at start-up ``vissl_ext`` is not importable yet, sys.path gets the checkout later).
@@ -24,6 +26,7 @@ import sys
 
 SIGKILL_AT_SAVE = "VISSL_EXT_TEST_SIGKILL_AT_SAVE"
 KILL_SHARD = "VISSL_EXT_TEST_KILL_SHARD"
+HOLD_SHARD = "VISSL_EXT_TEST_HOLD_SHARD"
 
 
 class _KillHalfway:
@@ -65,10 +68,16 @@ def _patch_checkpoints(mod, kill_at: int):
     mod.save_torch_atomic = save_torch_atomic
 
 
-def _patch_shard_jobs(mod, kill_shard: int):
+def _patch_shard_jobs(mod, kill_shard=None, hold=None):
     real_run_shard = mod.run_shard
 
     def run_shard(module, argv, shard, num_shards, out):
+        if hold is not None and shard == hold[0]:
+            import time
+
+            deadline = time.time() + 120
+            while not os.path.exists(hold[1]) and time.time() < deadline:
+                time.sleep(0.1)
         if shard == kill_shard:
             marker, real_write = mod.marker_path(out, shard, num_shards, module), mod.write_json_atomic
 
@@ -122,9 +131,11 @@ def _install():
     if os.environ.get(SIGKILL_AT_SAVE):
         n = int(os.environ[SIGKILL_AT_SAVE])
         patches["vissl_ext.checkpoints"] = lambda m: _patch_checkpoints(m, n)
-    if os.environ.get(KILL_SHARD):
-        k = int(os.environ[KILL_SHARD])
-        patches["vissl_ext.shard_jobs"] = lambda m: _patch_shard_jobs(m, k)
+    if os.environ.get(KILL_SHARD) or os.environ.get(HOLD_SHARD):
+        k = int(os.environ[KILL_SHARD]) if os.environ.get(KILL_SHARD) else None
+        hold = os.environ[HOLD_SHARD].split(":", 1) if os.environ.get(HOLD_SHARD) else None
+        hold = (int(hold[0]), hold[1]) if hold else None
+        patches["vissl_ext.shard_jobs"] = lambda m: _patch_shard_jobs(m, k, hold)
     if patches:
         sys.meta_path.insert(0, _PatchAfterImport(patches))
 
