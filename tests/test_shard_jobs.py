@@ -313,3 +313,14 @@ def test_a_pid_that_is_not_a_submitit_job_is_not_alive(tmp_path):
 
     assert local_job_alive(str(os.getpid()), str(tmp_path / "logs" / "%j")) == (False, "ENDED (its PID is another process now)")
     assert local_job_alive("4194305", str(tmp_path))[0] is False  # above Linux's pid_max
+
+
+def test_a_slurm_job_sacct_does_not_know_is_not_alive(tmp_path):
+    """submitit reports UNKNOWN when sacct fails or does not know the job (here: no SLURM, or an id
+    no cluster has): its shard is submitted again rather than waited for forever."""
+    from vissl_ext.shard_jobs import _job_alive, _reattach
+
+    record = {"cluster": "slurm", "job_id": "987654321_1", "folder": str(tmp_path / "logs" / "%j")}
+    job = _reattach(record)
+    assert _job_alive(record, job) == (False, "UNKNOWN")
+    assert str(job.paths.stderr) == str(tmp_path / "logs" / "987654321_1" / "987654321_1_0_log.err")

@@ -217,7 +217,8 @@ def _still_running(out: str, module: str, argv: List[str], shards: List[int], n:
     """``{shard: (record, job)}`` for the unfinished ``shards`` whose recorded job is alive."""
     records = _read_submitted(out, module)
     found = {i: records[f"{i}-of-{n}"] for i in shards if f"{i}-of-{n}" in records}
-    found = {i: r for i, r in found.items() if r.get("argv") == argv}
+    found = {i: r for i, r in found.items() if isinstance(r, dict) and r.get("argv") == argv  # else another command
+             and r.get("cluster") in ("slurm", "local") and r.get("job_id") and r.get("folder")}
     jobs = {i: _reattach(r) for i, r in found.items()}  # all registered first: one sacct call for all
     running = {}
     for i, r in found.items():
