@@ -27,3 +27,17 @@ def test_nothing_validated_writes_no_stamp(tmp_path, monkeypatch):
     with stamp_validated(str(tmp_path / "ck"), []) as stamp:
         assert stamp is None and STAMP_ENV not in os.environ
     assert not (tmp_path / "ck").exists()
+
+
+def test_a_stamp_left_in_the_shell_does_not_stand_for_this_launch(tmp_path, monkeypatch):
+    """Nothing validated by this launch: a stale VISSL_EXT_PREFLIGHT_STAMP (an earlier run's, still
+    matching its manifest) is hidden from the ranks, then restored."""
+    m = tmp_path / "manifest.json"
+    m.write_text("{}")
+    with stamp_validated(str(tmp_path / "old"), [file_key(str(m))]) as old:
+        pass
+    monkeypatch.setenv(STAMP_ENV, old)
+    assert launcher_validated(str(m))  # the stale stamp still matches
+    with stamp_validated(str(tmp_path / "ck"), []):
+        assert STAMP_ENV not in os.environ and not launcher_validated(str(m))
+    assert os.environ[STAMP_ENV] == old

@@ -93,13 +93,13 @@ def stamp_validated(folder: str, validated: List[dict]):
     """Within: the stamp of ``validated`` is in ``folder`` (the checkpoint folder) and the ranks
     started here find it through STAMP_ENV; the variable is restored afterwards (the launcher
     also runs in-process, in tests). Nothing validated (host data sources): no stamp."""
-    if not validated:
-        yield None
-        return
     before = os.environ.get(STAMP_ENV)
-    os.environ[STAMP_ENV] = write_stamp(folder, validated)
+    if validated:
+        os.environ[STAMP_ENV] = write_stamp(folder, validated)
+    else:  # a value left in the user's shell must not stand for this launch's checks
+        os.environ.pop(STAMP_ENV, None)
     try:
-        yield os.environ[STAMP_ENV]
+        yield os.environ.get(STAMP_ENV)
     finally:
         if before is None:
             os.environ.pop(STAMP_ENV, None)

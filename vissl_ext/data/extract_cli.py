@@ -162,8 +162,9 @@ def run(args) -> dict:
         ids[vid] = p
     shots = shot_params_from_args(args)
     if args.slurm:  # inputs and settings checked here, before any job is submitted
-        for vid in sorted(ids):  # videos finished with other settings: refused here, not in every task
-            _is_done(out, vid, params, args.index_only)
+        # videos finished with other settings: refused here, not in every task (the first finished
+        # one tells, as a change of settings shows in all of them; the tasks check their own)
+        next((vid for vid in sorted(ids) if _is_done(out, vid, params, args.index_only)), None)
         return submit_and_merge("vissl_ext.data.extract_cli", args.argv, args, out, lambda: _merge(out))
     mine = shard_of(sorted(ids.items()), shard, num_shards)
     todo = []

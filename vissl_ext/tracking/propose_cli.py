@@ -90,8 +90,9 @@ def run(args) -> dict:
     shard, num_shards = parse_shard(args.shard)
     entries = load_manifest(args.manifest)
     if args.slurm:  # manifest and settings checked here, before any job is submitted
-        for e in entries:  # caches made with other settings: refused here, not in every task
-            _done(proposals_path(args.output, e.id), pd)
+        # caches made with other settings: refused here, not in every task (a change of settings
+        # shows in every finished cache, so the first one found tells; the tasks check their own)
+        next((e for e in entries if _done(proposals_path(args.output, e.id), pd)), None)
         return submit_and_merge("vissl_ext.tracking.propose_cli", args.argv, args, args.output,
                                 lambda: merge_shard_summaries(args.output, args.slurm_shards, "summary.json",
                                                               "vissl_ext.tracking.propose_cli"))
