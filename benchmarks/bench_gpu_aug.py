@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import vissl_ext  # noqa: E402,F401
-from vissl_ext.data import fast_augment as fa  # noqa: E402
-from vissl_ext.data.device_augment import DeviceMocoV2Aug  # noqa: E402
+from vissl_ext.data.transforms import fast_augment as fa  # noqa: E402
+from vissl_ext.data.transforms.device_augment import DeviceMocoV2Aug  # noqa: E402
 
 
 def frames(n, size=224):

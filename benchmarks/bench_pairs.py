@@ -39,7 +39,7 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 
 import vissl_ext  # noqa: E402,F401
-from vissl_ext.data.video_io import PyAVReader, decode_sequential, read_image  # noqa: E402
+from vissl_ext.video.video_io import PyAVReader, decode_sequential, read_image  # noqa: E402
 from vissl_ext.config import compose_config  # noqa: E402
 
 torch.set_num_threads(1)  # one worker = one core
@@ -143,7 +143,7 @@ def main():
 
 
 def bench(a, videos, work):
-    from vissl_ext.data.extract_cli import parse_args, run
+    from vissl_ext.video.extract_cli import parse_args, run
 
     common = ["--stride", str(a.stride), "--short-side", str(a.short_side), "--no-progress"]
     t0 = time.perf_counter()

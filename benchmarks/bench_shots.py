@@ -7,8 +7,8 @@
 
 One process, same run, least CPU seconds (process time, all threads) of --repeats for each
 measurement, per video:
-  decode s/min     decoding every frame with PyAV (vissl_ext.data.video_io.decode_sequential), nothing else
-  content s/min    vissl_ext.data.shots.detect_video with the content detector: the same decode, plus
+  decode s/min     decoding every frame with PyAV (vissl_ext.video.video_io.decode_sequential), nothing else
+  content s/min    vissl_ext.video.shots.detect_video with the content detector: the same decode, plus
                    conversion to BGR at width 256 and scenedetect's ContentDetector on every frame
   adaptive s/min   the same with AdaptiveDetector
   ratio            content / decode: what --shots costs against decoding alone
@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import vissl_ext  # noqa: E402,F401
 from bench_pairs import default_videos  # noqa: E402
-from vissl_ext.data.extraction import ExtractParams, index_video, video_id  # noqa: E402
-from vissl_ext.data.manifest import save_manifest  # noqa: E402
-from vissl_ext.data.shots import ShotParams, detect_video, join_clips, shots_record  # noqa: E402
-from vissl_ext.data.video_io import decode_sequential, probe_video  # noqa: E402
+from vissl_ext.video.extraction import ExtractParams, index_video, video_id  # noqa: E402
+from vissl_ext.video.manifest import save_manifest  # noqa: E402
+from vissl_ext.video.shots import ShotParams, detect_video, join_clips, shots_record  # noqa: E402
+from vissl_ext.video.video_io import decode_sequential, probe_video  # noqa: E402
 
 # clips of ../shared/data that are one shot each, for the joined video (bikes.mp4 is a montage)
 SINGLE_SHOT = ("box.mp4", "bag.avi", "vtest_first240_mp4v.mp4", "cup.mp4", "carphone_pristine.mp4")
@@ -81,7 +81,7 @@ def timing_table(videos, repeats):
 def pair_drops(videos, shots, folder, name):
     """(stride, k) -> (pairs of scope video, dropped by scope shot) through the real source."""
     from vissl_ext.data.video_sources import VideoFramePairsSource
-    from vissl_ext.launcher import compose_config
+    from vissl_ext.engines.launcher import compose_config
 
     out = {}
     for stride, k in ((1, 1), (1, 10), (5, 1)):

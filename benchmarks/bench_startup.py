@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Start-up cost of the launcher's data-path check (vissl_ext.preflight.check_data_paths)
+"""Start-up cost of the launcher's data-path check (vissl_ext.engines.preflight.check_data_paths)
 against the read every rank does (the data source's construction, VISSL's build_dataset), on
 large synthetic but valid data of each kind our sources read, in one run:
 
@@ -19,7 +19,7 @@ warm: on a network file system the per-file checks cost more):
   preflight     check_data_paths in the launcher
   rank read     build_dataset(cfg, split), the read of every rank, as a plain data source does it
   rank, stamped the same read when the launcher's preflight stamp matches (the ranks skip the
-                file-existence checks the launcher just did; vissl_ext.preflight)
+                file-existence checks the launcher just did; vissl_ext.engines.preflight)
 and the ratios: preflight / rank read, and the share of the launcher's check in the start-up
 (preflight / (preflight + rank read)) before and after the stamp.
 """
@@ -37,7 +37,7 @@ sys.path.insert(0, REPO)
 
 import vissl_ext  # noqa: E402,F401
 from vissl_ext.config import compose_config  # noqa: E402
-from vissl_ext.data.manifest import VideoEntry, save_manifest  # noqa: E402
+from vissl_ext.video.manifest import VideoEntry, save_manifest  # noqa: E402
 from vissl_ext.invariance.manifest import RISEntry, RISManifest  # noqa: E402
 
 KINDS = ("frames", "video", "tracks", "ris")
@@ -80,7 +80,7 @@ def make_tracks(root: str, manifest: str, n: int, frames: int, tracks: int) -> s
     """A tracks directory over the frames manifest. The per-video files are written with a plain
     json.dump (write_json_atomic's fsync per file would take the generation, not the reading,
     into minutes); the rank read below validates every one of them."""
-    from vissl_ext.data.tracks_io import write_tracks_index
+    from vissl_ext.video.tracks_io import write_tracks_index
 
     d = os.path.join(root, "tracks")
     os.makedirs(os.path.join(d, "videos"))
@@ -117,7 +117,7 @@ def files_read(kind: str, path: str):
     """Every JSON file the rank reads for this kind (the floor loads each once)."""
     if kind != "tracks":
         return [path]
-    from vissl_ext.data.tracks_io import load_tracks_index
+    from vissl_ext.video.tracks_io import load_tracks_index
 
     manifest, files, _ = load_tracks_index(path)
     return [path, manifest, *files.values()]
@@ -144,10 +144,10 @@ def main():
 
     from vissl.data import build_dataset
 
-    from vissl_ext.preflight import check_data_paths
+    from vissl_ext.engines.preflight import check_data_paths
 
     try:
-        from vissl_ext.data.validation_stamp import STAMP_ENV, write_stamp
+        from vissl_ext.utils.validation_stamp import STAMP_ENV, write_stamp
         stamping = True
     except ImportError:  # the script also measures the code from before the stamp
         stamping = False

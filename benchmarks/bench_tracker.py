@@ -41,7 +41,7 @@ SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def read_video_frames(path, n, short_side=256, stride=1):
-    from vissl_ext.data.video_io import decode_sequential, frame_to_pil
+    from vissl_ext.video.video_io import decode_sequential, frame_to_pil
 
     out = []
     for i, _, f in decode_sequential(path):
@@ -77,7 +77,7 @@ def match_loop(feats, threshold):
 
 
 def bench_tracking(frames, extractor, params, tmp):
-    from vissl_ext.data.extraction import frame_folder_entry
+    from vissl_ext.video.extraction import frame_folder_entry
 
     d = os.path.join(tmp, "frames")
     os.makedirs(d, exist_ok=True)
@@ -225,7 +225,7 @@ def main():
         res["cycle_eval"] = cycle_eval(extractor)
     print(json.dumps(res, indent=1))
     if args.out:
-        from vissl_ext.utils_io import write_json_atomic
+        from vissl_ext.utils.atomic_io import write_json_atomic
 
         write_json_atomic(args.out, res, indent=1)
 

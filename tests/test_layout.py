@@ -31,7 +31,7 @@ def test_there_are_tools():
 def test_tool_is_a_shim_over_the_cli_convention(tool, capsys):
     mod = importlib.import_module(_main_module(tool))
     assert callable(mod.main)
-    if mod.__name__ == "vissl_ext.launcher":  # VISSL's hydra overrides, not argparse
+    if mod.__name__ == "vissl_ext.engines.launcher":  # VISSL's hydra overrides, not argparse
         return
     assert callable(mod.run) and callable(mod.parse_args)
     with pytest.raises(SystemExit) as e:
@@ -46,14 +46,13 @@ def test_tool_is_a_shim_over_the_cli_convention(tool, capsys):
 # The package's register_all() imports the component modules by name (importlib), on purpose:
 # that is registration, not a dependency, and an ast graph does not see it.
 LAYERS = [
-    ("core", ["vissl_ext", "vissl_ext.compat", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils_io",
-              "vissl_ext.checkpoints", "vissl_ext.cli_common", "vissl_ext.shard_jobs", "vissl_ext.safe_load",
-              "vissl_ext.env_masking", "vissl_ext.console", "vissl_ext.hook_base"]),
+    ("core", ["vissl_ext", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils", "vissl_ext.cli"]),
+    ("video", ["vissl_ext.video"]),  # the offline chain: never imports VISSL (test below)
     ("data", ["vissl_ext.data"]),
     ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
     ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",
-                                            "vissl_ext.study"]),
-    ("cli/demo/launcher", ["vissl_ext.launcher", "vissl_ext.preflight", "vissl_ext.demo", "vissl_ext.demo_shots"]),  # and every *_cli module
+                                                  "vissl_ext.study"]),
+    ("engines/demo/cli", ["vissl_ext.engines", "vissl_ext.demo"]),  # and every *_cli module
 ]
 
 
@@ -128,7 +127,7 @@ def find_cycle(graph):
 
 def test_no_import_cycle_among_vissl_ext_modules():
     graph = import_graph(package_modules())
-    assert len(graph) > 50 and "vissl_ext.data.manifest" in graph["vissl_ext.data.tracks_io"]  # the graph is real
+    assert len(graph) > 50 and "vissl_ext.video.manifest" in graph["vissl_ext.video.tracks_io"]  # the graph is real
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -145,7 +144,7 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
              "vissl_ext.data.c": {"vissl_ext.data.a"}, "vissl_ext.config": set()}
     assert find_cycle(graph) == ["vissl_ext.data.a", "vissl_ext.data.b", "vissl_ext.data.c", "vissl_ext.data.a"]
     assert find_cycle({**graph, "vissl_ext.data.c": set()}) is None
-    assert layer_of("vissl_ext.config") < layer_of("vissl_ext.data.manifest") < layer_of("vissl_ext.tracking.tracker")
+    assert layer_of("vissl_ext.config") < layer_of("vissl_ext.video.manifest") < layer_of("vissl_ext.tracking.tracker")
     assert layer_of("vissl_ext.tracking.tracker") < layer_of("vissl_ext.invariance.ris") < layer_of("vissl_ext.tracking.track_cli")
 
 
@@ -174,3 +173,21 @@ def test_no_test_only_env_hooks_in_the_package():
     assert find_test_only_hooks('if os.environ.get("VISSL_EXT_TEST_KILL_SHARD") == "1": pass') == ["VISSL_EXT_TEST_KILL_SHARD"]
     assert find_test_only_hooks('x = os.environ.get("MYLIB_TEST_FAULT")') == ["MYLIB_TEST_FAULT"]
     assert find_test_only_hooks('split = cfg["DATA"]["TEST"]; r = os.environ["RANK"]') == []
+
+
+HOST_STACK = ("vissl", "classy_vision", "detectron2", "fairscale")
+
+
+def test_the_video_chain_never_imports_the_training_stack():
+    """video/ is the offline chain: no module of it imports VISSL, classy_vision or detectron2, nor a
+    vissl_ext module that does at its top level."""
+    mods = package_modules()
+    graph = import_graph(mods)
+    offenders = []
+    for m in sorted(x for x in mods if x.startswith("vissl_ext.video.") or x == "vissl_ext.video"):
+        for node in ast.walk(ast.parse(open(mods[m]).read())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            offenders += [f"{m} imports {n}" for n in names if n.split(".")[0] in HOST_STACK]
+        offenders += [f"{m} imports {d}" for d in graph[m] if layer_of(d) > layer_of("vissl_ext.video")]
+    assert not offenders, "\n".join(offenders)

@@ -125,8 +125,8 @@ def test_compute_ris_refuses_manifest_set_names(tmp_path, frames, set_name, caps
 
 
 def test_reader_functions_name_the_entry(tmp_path, frames):
-    from vissl_ext.data.manifest import VideoManifestError, load_manifest
-    from vissl_ext.data.tracks_io import TracksError, load_tracks_index
+    from vissl_ext.video.manifest import VideoManifestError, load_manifest
+    from vissl_ext.video.tracks_io import TracksError, load_tracks_index
 
     m = _manifest(tmp_path, frames, "a/b")
     with pytest.raises(VideoManifestError, match=r"video #0: id 'a/b'"):

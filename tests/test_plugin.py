@@ -93,7 +93,7 @@ def test_host_configs_still_resolve(name):
 def test_configs_resolve_from_any_directory(tmp_path):
     # runs the installed package (the editable install of /work/main), as a user's script would:
     # the launcher's import of compose_config exists in the installed copy and in this tree alike
-    code = ("from vissl_ext.launcher import compose_config; "
+    code = ("from vissl_ext.engines.launcher import compose_config; "
             "a, c = compose_config(['config=pretrain/frame_temporal']); print(c.DATA.TRAIN.DATA_SOURCES[0])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
@@ -112,7 +112,7 @@ def test_hook_generator_extends_vissl_default():
     from classy_vision.hooks import ClassyHook
     from vissl.hooks import default_hook_generator
 
-    from vissl_ext.console.progress_hook import ConsoleProgressHook
+    from vissl_ext.hooks.progress_hook import ConsoleProgressHook
 
     cfg = compose("config=pretrain/tiny/frame_temporal_cpu")
     default = [type(h) for h in default_hook_generator(cfg)]

@@ -37,8 +37,8 @@ def broken_data(tmp_path_factory):
 
 def _tracks(tracks_dir, manifest):
     """Ground-truth-style tracks: one box over the centre of every frame of each video."""
-    from vissl_ext.data.manifest import load_manifest
-    from vissl_ext.data.tracks_io import save_video_tracks, write_tracks_index
+    from vissl_ext.video.manifest import load_manifest
+    from vissl_ext.video.tracks_io import save_video_tracks, write_tracks_index
 
     ids = []
     for v in load_manifest(str(manifest), check_files=False):

@@ -133,7 +133,7 @@ def test_demo_command(tmp_path):
     assert [r.split("|")[1].strip() for r in md[2:]] == ["random init", "moco_video_baseline", "frame_temporal",
                                                        "region_tracker"]
     # RIS trajectories are the tracks: each image is a crop of the track's box on that frame
-    from vissl_ext.data.manifest import load_manifest
+    from vissl_ext.video.manifest import load_manifest
     from vissl_ext.invariance.manifest import load_ris_manifest
 
     ris = load_ris_manifest(str(demo / "ris" / "manifest.json"))

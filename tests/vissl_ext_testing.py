@@ -52,8 +52,8 @@ def cli_argv(**flags):
 def extract(inputs, out, short_side=96, no_progress=True, **flags):
     """tools/extract_frames.py in-process (its own parser and defaults); returns its summary dict.
     Keywords are its flags; the short side defaults to 96 px here to keep tests fast."""
-    from vissl_ext.data.extract_cli import parse_args, run
-    from vissl_ext.data.extraction import find_inputs
+    from vissl_ext.video.extract_cli import parse_args, run
+    from vissl_ext.video.extraction import find_inputs
 
     if any(os.path.isdir(p) for p, _ in find_inputs([str(i) for i in inputs])):
         short_side = None  # frame folders are indexed in place: the tool refuses --short-side for them
@@ -228,7 +228,7 @@ SINGLE_SHOT_CLIPS = [("video_opencv", "box.mp4"), ("video_pysot_bag", "bag.avi")
 def make_joined_clip(folder, frames_each: int = 40, name: str = "joined.mp4", clips=SINGLE_SHOT_CLIPS):
     """Real single-shot clips of ../shared/data joined end to end with PyAV:
     (path of the mp4, true shot starts = the joins)."""
-    from vissl_ext.data.shots import join_clips
+    from vissl_ext.video.shots import join_clips
 
     path = os.path.join(str(folder), name)
     starts = join_clips([shared_path(*c) for c in clips], path, frames_each=frames_each)

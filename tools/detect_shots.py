@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Detect shot boundaries for an existing manifest (vissl_ext/data/shot_cli.py; --help)."""
+"""Detect shot boundaries for an existing manifest (vissl_ext/video/shot_cli.py; --help)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout without pip install
-from vissl_ext.data.shot_cli import main  # noqa: E402
+from vissl_ext.video.shot_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Extract frames from videos into a manifest (vissl_ext/data/extract_cli.py; --help)."""
+"""Extract frames from videos into a manifest (vissl_ext/video/extract_cli.py; --help)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout without pip install
-from vissl_ext.data.extract_cli import main  # noqa: E402
+from vissl_ext.video.extract_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # imported at top level on purpose: VISSL's spawned workers re-import this main module, and
 # registration must happen there too
 import vissl_ext  # noqa: E402,F401
-from vissl_ext.launcher import main  # noqa: E402
+from vissl_ext.engines.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

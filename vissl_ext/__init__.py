@@ -5,7 +5,7 @@ Gupta, 2020) as a VISSL plugin.
 every component (data sources, transforms, collators, losses, heads, hooks) with VISSL. It is
 idempotent and safe in the worker processes VISSL's launcher spawns.
 """
-from vissl_ext import compat as _compat
+from vissl_ext.utils import compat as _compat
 
 _compat.apply()
 
@@ -34,19 +34,19 @@ def register_all():
 # Modules whose import registers components. Other projects add theirs with the decorators of
 # vissl_ext.registry instead of editing this list.
 _COMPONENT_MODULES = [
-    "vissl_ext.data.transforms",
+    "vissl_ext.data.transforms.frames_to_views",
     "vissl_ext.data.video_sources",
-    "vissl_ext.data.box_transforms",
-    "vissl_ext.data.fast_augment",
-    "vissl_ext.data.augment_backend",
-    "vissl_ext.data.region_collator",
+    "vissl_ext.data.transforms.box_transforms",
+    "vissl_ext.data.transforms.fast_augment",
+    "vissl_ext.data.transforms.augment_backend",
+    "vissl_ext.data.collators.region_collator",
     "vissl_ext.data.region_pairs",
     "vissl_ext.models.region_trunk",
     "vissl_ext.models.region_head",
     "vissl_ext.losses.temporal_contrastive_loss",
     "vissl_ext.hooks.temporal_contrastive_hook",
     "vissl_ext.hooks.device_augment_hook",
-    "vissl_ext.console.progress_hook",
+    "vissl_ext.hooks.progress_hook",
     "vissl_ext.data.catalog",
     "vissl_ext.segmentation",
     "vissl_ext.invariance.data_source",

@@ -84,7 +84,7 @@ def _validate_params_file(config):
     """config.MODEL.WEIGHTS_INIT.PARAMS_FILE, when it is a file, must load safely (VISSL's own
     load is weights_only too, but refuses a crafted file deep inside a worker; here it is one
     line before any worker starts). Host configs carry placeholders: those are VISSL's to judge."""
-    from vissl_ext.safe_load import UnsafeFileError, torch_load
+    from vissl_ext.utils.safe_load import UnsafeFileError, torch_load
 
     params = (config.get("MODEL", {}).get("WEIGHTS_INIT", {}) or {}).get("PARAMS_FILE", "")
     if not params or not os.path.isfile(params):  # remote (g_pathmgr) paths, placeholders

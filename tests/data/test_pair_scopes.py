@@ -9,11 +9,11 @@ import pytest
 
 from vissl_ext_testing import compose
 from vissl_ext.config import ConfigError
-from vissl_ext.data.manifest import load_manifest
+from vissl_ext.video.manifest import load_manifest
 from vissl_ext.data.region_pairs import VideoRegionPairsSource
-from vissl_ext.data.video_io import read_image
+from vissl_ext.video.video_io import read_image
 from vissl_ext.data.video_sources import VideoFramePairsSource, VideoShotTripletsSource
-from vissl_ext.data.tracks_io import save_video_tracks, write_tracks_index
+from vissl_ext.video.tracks_io import save_video_tracks, write_tracks_index
 
 
 def clip_of(frame_index):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from vissl_ext_testing import compose
-from vissl_ext.data.manifest import load_manifest
+from vissl_ext.video.manifest import load_manifest
 from vissl_ext.data.region_pairs import VideoRegionPairsSource
-from vissl_ext.data.tracks_io import save_video_tracks, write_tracks_index
+from vissl_ext.video.tracks_io import save_video_tracks, write_tracks_index
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from PIL import Image
 
 from vissl_ext_testing import compose, extract, garbage_in_middle, shared_path
 from vissl_ext.config import ConfigError
-from vissl_ext.data.manifest import VideoManifestError, load_manifest
-from vissl_ext.data.video_io import read_image
+from vissl_ext.video.manifest import VideoManifestError, load_manifest
+from vissl_ext.video.video_io import read_image
 from vissl_ext.data.video_sources import VideoFramePairsSource, VideoFramesSource
 
 

@@ -11,7 +11,7 @@ import torch
 from vissl_ext_testing import compose, run_engine, shared_path
 
 from vissl_ext.downstream.cropped_boxes import build_voc
-from vissl_ext.safe_load import torch_load
+from vissl_ext.utils.safe_load import torch_load
 
 CLASSES = ["aeroplane", "car", "chair", "person", "train"]  # >= 3 crops each in voc_mmfewshot (3-fold SVM CV)
 

@@ -7,10 +7,10 @@ start-up, in that process and in every Python process it starts (spawned DDP wor
 environment variables that only this file reads:
 
 - ``VISSL_EXT_TEST_SIGKILL_AT_SAVE=N``: SIGKILL the process group once 1 MiB of the N-th
-  checkpoint write of this process (``vissl_ext.checkpoints.save_torch_atomic``) reached the disk
+  checkpoint write of this process (``vissl_ext.utils.checkpoints.save_torch_atomic``) reached the disk
   (a job preempted while saving);
 - ``VISSL_EXT_TEST_KILL_SHARD=K``: SIGKILL the array task of shard K
-  (``vissl_ext.shard_jobs.run_shard``) after its work, when it is about to write its marker;
+  (``vissl_ext.cli.shard_jobs.run_shard``) after its work, when it is about to write its marker;
 - ``VISSL_EXT_TEST_HOLD_SHARD=K:PATH``: the array task of shard K waits until the file PATH exists
   (at most 120 s) before its work (a job still pending or running when the command is rerun).
 
@@ -130,12 +130,12 @@ def _install():
     patches = {}
     if os.environ.get(SIGKILL_AT_SAVE):
         n = int(os.environ[SIGKILL_AT_SAVE])
-        patches["vissl_ext.checkpoints"] = lambda m: _patch_checkpoints(m, n)
+        patches["vissl_ext.utils.checkpoints"] = lambda m: _patch_checkpoints(m, n)
     if os.environ.get(KILL_SHARD) or os.environ.get(HOLD_SHARD):
         k = int(os.environ[KILL_SHARD]) if os.environ.get(KILL_SHARD) else None
         hold = os.environ[HOLD_SHARD].split(":", 1) if os.environ.get(HOLD_SHARD) else None
         hold = (int(hold[0]), hold[1]) if hold else None
-        patches["vissl_ext.shard_jobs"] = lambda m: _patch_shard_jobs(m, k, hold)
+        patches["vissl_ext.cli.shard_jobs"] = lambda m: _patch_shard_jobs(m, k, hold)
     if patches:
         sys.meta_path.insert(0, _PatchAfterImport(patches))
 

@@ -3,8 +3,8 @@ is augmented (pretrain/shot_temporal's shot keys too), an unknown one is refused
 import pytest
 import torch
 
-from vissl_ext.data import fast_augment as fa
-from vissl_ext.data.region_collator import shot_moco_collator
+from vissl_ext.data.transforms import fast_augment as fa
+from vissl_ext.data.collators.region_collator import shot_moco_collator
 from vissl_ext.hooks.device_augment_hook import DeviceAugmentHook, DeviceAugmentIterator
 
 SPEC = {"brightness": [0.6, 1.4], "contrast": [0.6, 1.4], "saturation": [0.6, 1.4], "hue": [-0.1, 0.1],

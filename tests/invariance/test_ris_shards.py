@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vissl_ext.cli_common import shard_range
+from vissl_ext.cli.common import shard_range
 from vissl_ext.invariance.feature_shards import num_batches, shard_rows
 from vissl_ext.invariance.manifest import RISEntry, RISManifest
 from vissl_ext.invariance.ris_cli import parse_args, run

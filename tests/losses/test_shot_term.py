@@ -8,8 +8,8 @@ from torchvision.transforms import functional as TF
 
 from vissl_ext_testing import compose
 from vissl_ext.config import ConfigError
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.video_io import read_image
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.video_io import read_image
 from vissl_ext.losses.temporal_contrastive_loss import TemporalContrastiveLoss
 
 from importlib import util as _util

@@ -12,7 +12,7 @@ if importlib.util.find_spec("detectron2") is None:  # `make test` installs it: a
     raise ImportError("detectron2 is not installed: run `bash scripts/install_detectron2.sh`")
 
 import vissl_ext.segmentation  # noqa: E402,F401  (d2 compat fixes before detectron2 imports)
-from vissl_ext.safe_load import load_pickle  # noqa: E402
+from vissl_ext.utils.safe_load import load_pickle  # noqa: E402
 from vissl_ext.segmentation.convert import ConversionError, convert_checkpoint, convert_trunk_state  # noqa: E402
 
 

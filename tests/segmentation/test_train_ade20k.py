@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from vissl_ext_testing import REPO, compose, shared_path
 
-from vissl_ext.safe_load import load_pickle, torch_load
+from vissl_ext.utils.safe_load import load_pickle, torch_load
 
 if importlib.util.find_spec("detectron2") is None:  # `make test` installs it: a missing one fails, never skips
     raise ImportError("detectron2 is not installed: run `bash scripts/install_detectron2.sh`")

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext_testing import REPO
 
 pytestmark = pytest.mark.slow

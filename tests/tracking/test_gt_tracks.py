@@ -3,8 +3,8 @@ import json
 import pytest
 from PIL import Image
 
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.gt_tracks import build_gt_tracks, parse_box_line
 
 

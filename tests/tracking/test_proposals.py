@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vissl_ext.data.extraction import frame_folder_entry
-from vissl_ext.data.manifest import save_manifest
+from vissl_ext.video.extraction import frame_folder_entry
+from vissl_ext.video.manifest import save_manifest
 from vissl_ext.tracking.propose_cli import parse_args, run
 from vissl_ext_testing import cli_argv
 from vissl_ext.tracking.proposals import ProposalParams, filter_boxes, load_proposals, propose_frame

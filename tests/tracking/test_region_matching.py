@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vissl_ext.data.extraction import frame_folder_entry
+from vissl_ext.video.extraction import frame_folder_entry
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.matching import match_padded, pad_features
 from vissl_ext.tracking.proposals import ProposalParams, VideoProposals, propose_frame

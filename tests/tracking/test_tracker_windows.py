@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from vissl_ext.data.manifest import load_manifest
+from vissl_ext.video.manifest import load_manifest
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import ProposalParams, propose_video
 from vissl_ext.tracking.tracker import TrackerParams, track_video

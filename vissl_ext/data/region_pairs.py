@@ -13,10 +13,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from vissl_ext.data.box_transforms import RegionPair, image_size
-from vissl_ext.data.manifest import VideoEntry, load_manifest
-from vissl_ext.data.tracks_io import TracksError, load_tracks_index, load_video_tracks
-from vissl_ext.data.validation_stamp import launcher_validated
+from vissl_ext.data.transforms.box_transforms import RegionPair, image_size
+from vissl_ext.video.manifest import VideoEntry, load_manifest
+from vissl_ext.video.tracks_io import TracksError, load_tracks_index, load_video_tracks
+from vissl_ext.utils.validation_stamp import launcher_validated
 from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
 
@@ -33,7 +33,7 @@ def boxes_by_position(tracks: List[dict]) -> Dict[int, Dict[int, List[float]]]:
 @register_data_source("video_region_pairs", with_subset=True)
 class VideoRegionPairsSource(VideoFramePairsSource):
     """Samples are :class:`RegionPair` objects; follow with RegionPairToViews and the box-aware
-    transforms of vissl_ext.data.box_transforms, and collate with region_moco_collator."""
+    transforms of vissl_ext.data.transforms.box_transforms, and collate with region_moco_collator."""
 
     def _load_videos(self, path: str) -> List[VideoEntry]:
         manifest, files, doc = load_tracks_index(path)

@@ -14,8 +14,8 @@ import os
 import random
 from typing import List
 
-from vissl_ext.data.extraction import entries_for_directory, find_inputs
-from vissl_ext.data.manifest import VideoEntry, VideoManifestError, load_manifest
+from vissl_ext.video.extraction import entries_for_directory, find_inputs
+from vissl_ext.video.manifest import VideoEntry, VideoManifestError, load_manifest
 from vissl_ext.data.sampling import (
     across_shot_pairs,
     other_shot_positions,
@@ -24,10 +24,10 @@ from vissl_ext.data.sampling import (
     same_shot_pairs,
     uniform_positions,
 )
-from vissl_ext.data.shots import shot_of_positions, shot_starts
-from vissl_ext.data.validation_stamp import file_key, launcher_validated
+from vissl_ext.video.shots import shot_of_positions, shot_starts
+from vissl_ext.utils.validation_stamp import file_key, launcher_validated
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
-from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
+from vissl_ext.video.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import DataSource, register_data_source
 
 
@@ -65,9 +65,9 @@ class _VideoSource(DataSource):
 
     @classmethod
     def check_data_path(cls, cfg, path: str, split: str):
-        """The launcher's check before any worker starts (vissl_ext.preflight): the path exists;
+        """The launcher's check before any worker starts (vissl_ext.engines.preflight): the path exists;
         a manifest reads and its files are there; a folder to index holds videos or frame folders.
-        Returns the stamp keys of the manifests validated in full (vissl_ext.data.validation_stamp)."""
+        Returns the stamp keys of the manifests validated in full (vissl_ext.utils.validation_stamp)."""
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "manifest.json")):
             if not find_inputs([path]):
                 raise VideoManifestError(f"{path} is an empty folder: no manifest.json, videos or frame folders in it")

@@ -21,10 +21,10 @@ import time
 from collections import OrderedDict
 from typing import List
 
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli.common import parser, run_main
 from vissl_ext.data.catalog import demo_dir
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.video_io import is_video_file
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.video_io import is_video_file
 from vissl_ext.demo.stages import Stages, call, captured, fmt_seconds, python_tool
 
 REPO_TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
@@ -73,7 +73,7 @@ def video_crops(videos: List[str], per_video: int, size: int = 224, every: int =
 
 
 def extract_demo_frames(out_dir: str, videos: List[str], short_side: int = 128, stride: int = 3, max_frames: int = 30) -> dict:
-    from vissl_ext.data.extract_cli import parse_args, run
+    from vissl_ext.video.extract_cli import parse_args, run
 
     return run(parse_args([*videos, out_dir, "--stride", str(stride), "--short-side", str(short_side),
                            "--max-frames", str(max_frames), "--no-progress"]))
@@ -134,12 +134,12 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
     manifest = ex["manifest"] if ex else None
 
     def shots(log):
-        from vissl_ext.demo_shots import demo_shots
+        from vissl_ext.demo.shots import demo_shots
 
         with captured(log):
             return demo_shots(os.path.join(out, "shots"), videos)
 
-    from vissl_ext.demo_shots import shots_line
+    from vissl_ext.demo.shots import shots_line
 
     shot_result = st.run("2_shots", "shot detection (PySceneDetect) on the packaged clips joined end to end", shots,
                          summary=shots_line)
@@ -196,7 +196,7 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
 
 
 def _tracks_note(tracks: str) -> str:
-    from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+    from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 
     _, files, _ = load_tracks_index(tracks)
     n = sum(len(load_video_tracks(p)["tracks"]) for p in files.values())

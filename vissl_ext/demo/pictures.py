@@ -4,10 +4,10 @@ from typing import Optional
 
 from PIL import Image, ImageDraw
 
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import choose_positions, draw_frames, select_tracks
-from vissl_ext.utils_io import atomic_open
+from vissl_ext.utils.atomic_io import atomic_open
 
 
 def track_sheet(tracks_dir: str, path: str, videos: int = 3, frames: int = 6, max_tracks: int = 5,

@@ -10,9 +10,9 @@ import os
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
-from vissl_ext.data.manifest import load_manifest
+from vissl_ext.video.manifest import load_manifest
 from vissl_ext.invariance.manifest import RISEntry, RISManifest
-from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import select_tracks
 
 SET_NAME = "demo_tracks"

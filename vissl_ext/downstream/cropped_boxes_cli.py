@@ -11,7 +11,7 @@ Rerunning keeps the crops already written (resumable). Skipped entries (malforme
 fields, zero-area or too-small boxes, unknown classes, missing images) are counted in
 <out>/summary.json and logged with their file.
 """
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli.common import parser, run_main
 from vissl_ext.downstream.cropped_boxes import VOC_CLASSES, build_coco, build_voc
 
 

@@ -9,7 +9,7 @@ wrapper has moved the uint8 batch to the device by then (a quarter of float32's 
 """
 import torch
 
-from vissl_ext.hook_base import EventHook
+from vissl_ext.hooks.base import EventHook
 from vissl_ext.registry import register_hook_factory
 
 VIEW_KEYS = ("data", "data_momentum", "shot_data_momentum")  # queries, keys, shot keys (pretrain/shot_temporal)
@@ -53,7 +53,7 @@ class DeviceAugmentHook(EventHook):
             return
         device = getattr(task, "device", torch.device("cpu"))
         if self.augment is None:
-            from vissl_ext.data.device_augment import build_device_augment  # kornia: only when used
+            from vissl_ext.data.transforms.device_augment import build_device_augment  # kornia: only when used
 
             self.augment = build_device_augment(self.spec).to(device)
         task.data_iterator = DeviceAugmentIterator(task.data_iterator, self.augment, device)

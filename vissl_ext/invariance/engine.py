@@ -21,7 +21,7 @@ import torch
 
 from vissl_ext.config import ConfigError, register_config_validator, with_defaults
 from vissl_ext.invariance.ris import default_threads
-from vissl_ext.safe_load import torch_load
+from vissl_ext.utils.safe_load import torch_load
 
 RIS_DEFAULTS = {
     "MODEL_NAME": "",  # row label in the table (default: the PARAMS_FILE name, or "random_init")
@@ -83,7 +83,7 @@ class ExtractionProgress:
         self.last = now
         rate = self.batches / max(now - self.t0, 1e-9)
         eta = int((self.num_batches - self.batches) / rate) if rate > 0 else 0
-        from vissl_ext.console import say
+        from vissl_ext.utils.console import say
 
         say(f"features: batch {self.batches}/{self.num_batches} ({self.images} images of this rank), "
             f"{rate * self.images / self.batches:.1f} images/s, ETA {eta // 60}:{eta % 60:02d}")

@@ -20,10 +20,10 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from vissl_ext.cli_common import shard_range
+from vissl_ext.cli.common import shard_range
 from vissl_ext.invariance.features_io import FeatureFileError
-from vissl_ext.shard_jobs import marker_path
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.cli.shard_jobs import marker_path
+from vissl_ext.utils.atomic_io import write_json_atomic
 
 RIS_CLI = "vissl_ext.invariance.ris_cli"  # the tool whose --slurm markers these are
 

@@ -74,7 +74,7 @@ def load_features(path: str, num_images: Optional[int] = None, layer: Optional[s
 def load_reference_alldata(path: str, trust_pickle: bool = False):
     """The public code's alldata.pth: (features, trajectory ids, classes or None), loaded safely
     (tensors, numpy arrays, plain containers) unless ``trust_pickle``."""
-    from vissl_ext.safe_load import torch_load
+    from vissl_ext.utils.safe_load import torch_load
 
     data = torch_load(path, trust_pickle=trust_pickle)
     if not isinstance(data, dict) or "feat" not in data or "instance" not in data:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from vissl_ext.utils_io import check_file_id, write_json_atomic
+from vissl_ext.utils.atomic_io import check_file_id, write_json_atomic
 
 FORMAT = "vissl_ext.ris_manifest"
 VERSION = 1

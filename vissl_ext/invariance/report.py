@@ -11,7 +11,7 @@ from collections import OrderedDict
 from typing import Dict, List, Mapping, Sequence
 
 from vissl_ext.invariance.sets import INVARIANCE_TITLES
-from vissl_ext.utils_io import atomic_open, write_json_atomic
+from vissl_ext.utils.atomic_io import atomic_open, write_json_atomic
 
 
 def result_record(result, model: str, set_name: str, invariance: str, **extra) -> dict:

@@ -17,9 +17,9 @@ import logging
 import os
 import sys
 
-from vissl_ext.cli_common import output_dir, parse_shard, parser, run_main
-from vissl_ext.safe_load import add_trust_pickle_flag
-from vissl_ext.shard_jobs import add_slurm_args, check_slurm_args, strip_slurm_options, submit_and_merge
+from vissl_ext.cli.common import output_dir, parse_shard, parser, run_main
+from vissl_ext.utils.safe_load import add_trust_pickle_flag
+from vissl_ext.cli.shard_jobs import add_slurm_args, check_slurm_args, strip_slurm_options, submit_and_merge
 
 
 def parse_args(argv=None):

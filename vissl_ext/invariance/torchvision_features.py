@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from vissl_ext.invariance.images import load_ris_image
 from vissl_ext.invariance.manifest import RISManifest
-from vissl_ext.safe_load import torch_load
+from vissl_ext.utils.safe_load import torch_load
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -22,7 +22,7 @@ def load_torchvision_model(arch: str, weights: Optional[str] = None, state_dict_
     """torchvision ``arch`` with random init, then the state dict in ``weights`` (a torch file;
     ``state_dict_key`` picks a nested dict, e.g. "state_dict" of MoCo checkpoints). Keys are
     stripped of DDP/MoCo prefixes; missing trunk keys are an error, extra (head) keys are logged.
-    The file is loaded safely (vissl_ext.safe_load) unless ``trust_pickle``."""
+    The file is loaded safely (vissl_ext.utils.safe_load) unless ``trust_pickle``."""
     import torchvision.models as tvm
 
     if arch not in tvm.list_models():

@@ -12,7 +12,7 @@ CSV, or a layout giving one class, is refused: RIS needs trajectories in at leas
 """
 import os
 
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli.common import parser, run_main
 from vissl_ext.invariance import builders
 from vissl_ext.invariance.sets import DEFAULT_IMAGE_SIZE
 

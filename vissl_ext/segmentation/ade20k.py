@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from vissl_ext.utils_io import atomic_open, write_json_atomic
+from vissl_ext.utils.atomic_io import atomic_open, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

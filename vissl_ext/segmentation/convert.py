@@ -25,8 +25,8 @@ from typing import Dict
 import numpy as np
 import torch
 
-from vissl_ext.safe_load import torch_load
-from vissl_ext.utils_io import atomic_open
+from vissl_ext.utils.safe_load import torch_load
+from vissl_ext.utils.atomic_io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def convert_trunk_state(trunk_state: Dict[str, torch.Tensor], prefix: str = "") 
 
 def load_vissl_trunk_state(path: str, trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
     """The trunk state dict (VISSL names) of a VISSL checkpoint, consolidated dict or torchvision
-    file, loaded safely (vissl_ext.safe_load)."""
+    file, loaded safely (vissl_ext.utils.safe_load)."""
     from vissl_ext.tracking.trunk import TrunkMismatchError, trunk_state_from_checkpoint
 
     if not os.path.isfile(path):

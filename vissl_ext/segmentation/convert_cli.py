@@ -4,8 +4,8 @@
         --output weights/trunk_d2.pkl
     # then: MODEL.WEIGHTS weights/trunk_d2.pkl in a detectron2 config (RESNETS.STRIDE_IN_1X1 False)
 """
-from vissl_ext.cli_common import parser, run_main
-from vissl_ext.safe_load import add_trust_pickle_flag
+from vissl_ext.cli.common import parser, run_main
+from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation.convert import convert_checkpoint  # its ConversionError is a ValueError: a user error
 
 

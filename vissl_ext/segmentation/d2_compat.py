@@ -6,7 +6,7 @@ applies them without importing detectron2). :func:`apply_engine_fixes` repairs d
 (CPU multi-process launch and DDP wrapping); ``vissl_ext.segmentation.train`` calls it. Standalone
 on purpose (no vissl import): scripts/install_detectron2.sh loads it by path to verify the install
 before vissl_ext is installed. Each fix names what it repairs. The numpy 2 aliases detectron2's
-evaluators need (np.int, np.float) are restored by vissl_ext.compat.fix_numpy_aliases, which
+evaluators need (np.int, np.float) are restored by vissl_ext.utils.compat.fix_numpy_aliases, which
 ``import vissl_ext`` applies before this package is imported (the install script calls it too).
 """
 

@@ -1,12 +1,12 @@
 """detectron2's checkpointer without unpickling code: ``.pkl`` weights go through
-:class:`vissl_ext.safe_load.RestrictedUnpickler` (numpy arrays, dtypes, plain containers) and
+:class:`vissl_ext.utils.safe_load.RestrictedUnpickler` (numpy arrays, dtypes, plain containers) and
 ``.pth`` checkpoints through ``torch.load(weights_only=True)``, each refused with one line naming
 the file. :func:`install` patches detectron2 v0.6 / fvcore in the calling process (every
 detectron2 worker calls it); ``trust_pickle=True`` restores full unpickling (--trust-pickle).
 """
 import types
 
-from vissl_ext.safe_load import load_pickle, torch_load
+from vissl_ext.utils.safe_load import load_pickle, torch_load
 
 _STATE = {"trust_pickle": False}
 
@@ -23,7 +23,7 @@ def _fvcore_load_file(self, f):
 
 
 def install(trust_pickle: bool = False) -> None:
-    """Route detectron2's checkpoint loading through vissl_ext.safe_load (idempotent)."""
+    """Route detectron2's checkpoint loading through vissl_ext.utils.safe_load (idempotent)."""
     import fvcore.common.checkpoint as fv
     from detectron2.checkpoint import detection_checkpoint as dc
 

@@ -17,7 +17,7 @@ from detectron2.data import DatasetMapper, build_detection_test_loader, build_de
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import SemSegEvaluator
-from vissl_ext.safe_load import load_pickle, torch_load
+from vissl_ext.utils.safe_load import load_pickle, torch_load
 from vissl_ext.segmentation.d2_compat import apply_engine_fixes
 from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
 
@@ -46,7 +46,7 @@ def setup_cfg(config_file: str = DEFAULT_CONFIG, opts=()):
 
 
 def load_weights_file(path: str, trust_pickle: bool = False):
-    """A weights file as detectron2 would read it, but safely (vissl_ext.safe_load): called in the
+    """A weights file as detectron2 would read it, but safely (vissl_ext.utils.safe_load): called in the
     parent before any worker starts, so a crafted file fails with one line naming it."""
     return load_pickle(path, trust_pickle=trust_pickle) if path.endswith(".pkl") else torch_load(path, trust_pickle=trust_pickle)
 

@@ -23,13 +23,13 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vissl_ext.cli_common import output_dir, run_main
-from vissl_ext.safe_load import add_trust_pickle_flag
+from vissl_ext.cli.common import output_dir, run_main
+from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation import ade20k
 from vissl_ext.segmentation.safe_checkpointer import install as install_safe_checkpointer
 from vissl_ext.segmentation.train import (DEFAULT_CONFIG, Trainer, check_trunk_loaded, load_weights_file,
                                           prepare_weights, setup_cfg)
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils.atomic_io import write_json_atomic
 
 
 def parse_args(argv=None):

@@ -15,7 +15,7 @@ import sys
 from typing import Dict, List
 
 from vissl_ext.study.spec import Evaluation, Model, Study
-from vissl_ext.utils_io import atomic_open, write_json_atomic
+from vissl_ext.utils.atomic_io import atomic_open, write_json_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOC07_SVM_CONFIG = "benchmark/linear_image_classification/voc07/eval_resnet_8gpu_transfer_voc07_svm"
@@ -55,7 +55,7 @@ def prepare_model(m: Model, out: str) -> str:
         return m.checkpoint
     import torch
 
-    from vissl_ext.safe_load import torch_load
+    from vissl_ext.utils.safe_load import torch_load
     from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
 
     path = os.path.join(out, "models", f"{safe_name(m.name)}.torch")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import output_dir, parser, run_main
+from vissl_ext.cli.common import output_dir, parser, run_main
 from vissl_ext.study.cells import (
     CellFailed,
     cell_command,
@@ -29,7 +29,7 @@ from vissl_ext.study.cells import (
 )
 from vissl_ext.study.spec import StudyError, load_study
 from vissl_ext.study.tables import write_tables
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils.atomic_io import write_json_atomic
 
 
 def parse_args(argv=None):
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
 
 
 def _executor(compute: dict, folder: str):
-    from vissl_ext.shard_jobs import make_executor
+    from vissl_ext.cli.shard_jobs import make_executor
 
     c = compute
     opts = SimpleNamespace(slurm_cluster="slurm" if c["backend"] == "slurm" else "local",

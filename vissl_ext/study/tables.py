@@ -4,7 +4,7 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from vissl_ext.invariance.report import csv_table, grouped_bars, markdown_table, save_figure
-from vissl_ext.utils_io import atomic_open
+from vissl_ext.utils.atomic_io import atomic_open
 
 Column = Tuple[str, str]  # (evaluation, metric)
 

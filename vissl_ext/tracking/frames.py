@@ -3,8 +3,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 from PIL import Image
 
-from vissl_ext.data.manifest import VideoEntry
-from vissl_ext.data.video_io import ReaderCache, VideoDecodeError, read_image
+from vissl_ext.video.manifest import VideoEntry
+from vissl_ext.video.video_io import ReaderCache, VideoDecodeError, read_image
 
 _READERS = ReaderCache(capacity=2)
 

@@ -22,10 +22,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from PIL import Image
 
-from vissl_ext.data.extraction import frame_folder_entry
-from vissl_ext.data.manifest import VideoEntry
-from vissl_ext.data.tracks_io import Track, save_video_tracks, write_tracks_index
-from vissl_ext.data.video_io import VideoDecodeError
+from vissl_ext.video.extraction import frame_folder_entry
+from vissl_ext.video.manifest import VideoEntry
+from vissl_ext.video.tracks_io import Track, save_video_tracks, write_tracks_index
+from vissl_ext.video.video_io import VideoDecodeError
 
 LAYOUTS = ("got10k", "trackingnet")
 
@@ -209,7 +209,7 @@ def build_gt_tracks(root: str, layout: str, out: str, min_cover: int = 1, min_si
     ground_truth) for every sequence under ``root``; returns a summary with the counts."""
     from tqdm import tqdm
 
-    from vissl_ext.data.manifest import save_manifest
+    from vissl_ext.video.manifest import save_manifest
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

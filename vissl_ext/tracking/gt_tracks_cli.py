@@ -9,7 +9,7 @@ config=pretrain/gt_tracks config.DATA.TRAIN.DATA_PATHS=[<out>/tracks]. GOT-10k f
 whose absence.label is 1 or whose cover.label is below --min-cover are left out of the track;
 malformed lines are counted, logged and skipped.
 """
-from vissl_ext.cli_common import parser, run_main
+from vissl_ext.cli.common import parser, run_main
 from vissl_ext.tracking.gt_tracks import LAYOUTS, build_gt_tracks
 
 

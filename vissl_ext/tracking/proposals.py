@@ -24,9 +24,9 @@ import torch
 from torchvision.ops import nms
 
 from vissl_ext.config import dataclass_from_dict
-from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.video.manifest import VideoEntry
 from vissl_ext.tracking.frames import iter_frames
-from vissl_ext.utils_io import atomic_open
+from vissl_ext.utils.atomic_io import atomic_open
 
 MODES = ("fast", "quality", "single")
 CACHE_VERSION = 1

@@ -17,12 +17,12 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, output_dir, parse_shard, parser, process_pool, run_main, shard_of
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.video_io import VideoDecodeError
-from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
+from vissl_ext.cli.common import add_video_flags, output_dir, parse_shard, parser, process_pool, run_main, shard_of
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.video_io import VideoDecodeError
+from vissl_ext.cli.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.proposals import ProposalParams, propose_video, proposals_path, save_proposals
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils.atomic_io import write_json_atomic
 
 
 def parse_args(argv=None):

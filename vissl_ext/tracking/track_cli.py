@@ -1,5 +1,5 @@
 """Region Tracker: chain selective-search regions through each video by nearest ROI-pooled res4
-features of a VISSL trunk, and write tracks (vissl_ext/data/tracks_io.py format).
+features of a VISSL trunk, and write tracks (vissl_ext/video/tracks_io.py format).
 
     python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint model_final_checkpoint_phase199.torch
     python tools/track_regions.py manifest.json proposals/ tracks/ --checkpoint ck.torch --device cuda \\
@@ -22,16 +22,16 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, output_dir, parse_shard, parser, run_main, shard_of
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
-from vissl_ext.safe_load import add_trust_pickle_flag
-from vissl_ext.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
+from vissl_ext.cli.common import add_video_flags, output_dir, parse_shard, parser, run_main, shard_of
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
+from vissl_ext.utils.safe_load import add_trust_pickle_flag
+from vissl_ext.cli.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import load_proposals, proposals_path
 from vissl_ext.tracking.tracker import TrackerParams, track_video
 from vissl_ext.tracking.trunk import load_tracker_trunk
-from vissl_ext.utils_io import write_json_atomic
+from vissl_ext.utils.atomic_io import write_json_atomic
 
 _COUNTS = ("frames", "unreadable", "frames_without_regions", "regions", "regions_unmatched", "matches", "tracks",
            "links_cut")

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from vissl_ext.config import dataclass_from_dict
-from vissl_ext.data.manifest import VideoEntry
-from vissl_ext.data.shots import shot_of_positions, shot_starts
-from vissl_ext.data.tracks_io import Track
+from vissl_ext.video.manifest import VideoEntry
+from vissl_ext.video.shots import shot_of_positions, shot_starts
+from vissl_ext.video.tracks_io import Track
 from vissl_ext.tracking.chaining import chain
 from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.frames import iter_frames

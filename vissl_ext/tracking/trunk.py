@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from vissl_ext.safe_load import torch_load
+from vissl_ext.utils.safe_load import torch_load
 
 DEFAULT_CONFIG = "pretrain/moco_video_baseline"
 # VISSL ResNe(X)t block order; a feature needs every block up to its own
@@ -112,7 +112,7 @@ def load_tracker_trunk(checkpoint: str = None, config: str = DEFAULT_CONFIG, ove
                        feature: str = "res4", trust_pickle: bool = False) -> torch.nn.Module:
     """Build the trunk from a composed VISSL config; load ``checkpoint`` (None or 'random':
     random init from a fixed seed, for tests and smoke runs: every shard and process gets the same
-    weights) safely (vissl_ext.safe_load). Returned in eval mode."""
+    weights) safely (vissl_ext.utils.safe_load). Returned in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         trunk = build_trunk(compose_model_config(config, overrides))

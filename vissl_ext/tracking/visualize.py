@@ -5,9 +5,9 @@ from typing import List, Optional, Sequence
 
 from PIL import Image, ImageDraw
 
-from vissl_ext.data.manifest import VideoEntry
+from vissl_ext.video.manifest import VideoEntry
 from vissl_ext.tracking.frames import iter_frames
-from vissl_ext.utils_io import atomic_open
+from vissl_ext.utils.atomic_io import atomic_open
 
 
 @dataclass

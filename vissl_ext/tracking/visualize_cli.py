@@ -11,9 +11,9 @@ import os
 
 from tqdm import tqdm
 
-from vissl_ext.cli_common import add_video_flags, output_dir, parser, run_main
-from vissl_ext.data.manifest import load_manifest
-from vissl_ext.data.tracks_io import load_tracks_index, load_video_tracks
+from vissl_ext.cli.common import add_video_flags, output_dir, parser, run_main
+from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
 from vissl_ext.tracking.visualize import DrawParams, visualize_video
 
 

@@ -1,0 +1,1 @@
+"""Collators config.DATA names."""
