@@ -324,3 +324,58 @@ def test_a_slurm_job_sacct_does_not_know_is_not_alive(tmp_path):
     job = _reattach(record)
     assert _job_alive(record, job) == (False, "UNKNOWN")
     assert str(job.paths.stderr) == str(tmp_path / "logs" / "987654321_1" / "987654321_1_0_log.err")
+
+
+def _submit_no_wait(video, out, result_file, start_at):
+    """One submitter process: waits for the common start time, then submits without waiting."""
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+    s = _main("vissl_ext.video.extract_cli", [*_extract_argv(video, out), "--slurm-no-wait"])
+    with open(result_file, "w") as f:
+        json.dump(s, f)
+
+
+@pytest.mark.slow
+def test_two_reruns_at_once_submit_each_shard_once(tmp_path):
+    """Two submitters of the same command started at the same moment: without the folder's lock
+    both read "nothing submitted" and both submitted every shard (and one's records were lost)."""
+    import multiprocessing as mp
+    import time
+
+    from vissl_ext.cli.shard_jobs import _read_submitted, marker_path
+
+    video, out = shared_path("video_opencv", "cup.mp4"), tmp_path / "o"
+    ctx, start_at = mp.get_context("spawn"), time.time() + 8  # both interpreters are up by then
+    procs = [ctx.Process(target=_submit_no_wait, args=(video, out, str(tmp_path / f"s{k}.json"), start_at))
+             for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    summaries = [json.loads((tmp_path / f"s{k}.json").read_text()) for k in range(2)]
+    submitted = sorted(i for s in summaries for i in s["submitted"])
+    assert submitted == [0, 1], summaries  # each shard submitted by exactly one of them
+    records = _read_submitted(str(out), "vissl_ext.video.extract_cli")
+    assert sorted(records) == ["0-of-2", "1-of-2"]
+    _wait_for(lambda: all(os.path.exists(marker_path(str(out), i, 2, "vissl_ext.video.extract_cli"))
+                          for i in range(2)), "the array tasks")
+
+
+def test_submission_lock_kind_follows_the_file_system(tmp_path, monkeypatch):
+    """A lock file (SoftFileLock) on NFS, where fcntl locks are unreliable; fcntl elsewhere."""
+    import builtins
+    import io
+
+    from filelock import FileLock, SoftFileLock
+
+    from vissl_ext.cli import shard_jobs
+
+    assert type(shard_jobs.submission_lock(str(tmp_path))) is FileLock or not os.path.isdir("/proc")
+    mounts = f"server:/export {tmp_path} nfs4 rw 0 0\n"
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: io.StringIO(mounts) if f == "/proc/mounts"
+                        else real_open(f, *a, **k))
+    lock = shard_jobs.submission_lock(str(tmp_path / "sub"))
+    assert type(lock) is SoftFileLock and lock.lock_file == str(tmp_path / "sub" / "submit.lock")

@@ -11,7 +11,8 @@ local processes through submitit's ``LocalExecutor`` (a try-out on one machine, 
 Each submission is recorded per shard (job id, submitit folder, cluster kind) in
 ``<out>/slurm/<tool>/submitted.json``: a rerun while those jobs are still pending or running does
 not submit their shards again, it waits for them (or, with ``--slurm-no-wait``, lists them as
-``running``); a recorded job that ended without its marker is resubmitted.
+``running``); a recorded job that ended without its marker is resubmitted. Submissions of one
+tool's folder hold ``submit.lock`` there, so two reruns started at once do not both submit a shard.
 """
 import argparse
 import json
@@ -158,7 +159,33 @@ def _record_submitted(out: str, module: str, records: Dict[str, dict]):
 _SLURM_ALIVE = {"READY", "PENDING", "RUNNING", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING", "RESIZING",
                 "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
                 "SPECIAL_EXIT"}
+LOCK_TIMEOUT_S = 600.0  # another submission of the same folder holds the lock at most this long
 POLL_S = 2.0  # how often a rerun looks at the markers of shards still running from an earlier submission
+
+
+def _on_nfs(path: str) -> bool:
+    """Whether ``path`` lies on NFS (the longest mount point of /proc/mounts that holds it)."""
+    path, best, fstype = os.path.realpath(path), "", ""
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) \
+                        and len(parts[1]) > len(best):
+                    best, fstype = parts[1], parts[2]
+    except OSError:
+        return False
+    return fstype.startswith("nfs")
+
+
+def submission_lock(folder: str):
+    """The lock of one tool's submissions in ``folder``: reading the markers and records, submitting
+    and recording happen under it. fcntl locks are unreliable on NFS, so there a lock file is used
+    (filelock's SoftFileLock: a run killed while holding it leaves the file, named in the error)."""
+    from filelock import FileLock, SoftFileLock
+
+    cls = SoftFileLock if _on_nfs(folder) else FileLock
+    return cls(os.path.join(folder, "submit.lock"), timeout=LOCK_TIMEOUT_S)
 
 
 def _reattach(record: dict):
@@ -290,6 +317,19 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
     task_argv = strip_slurm_options(argv)
     n = args.slurm_shards
     os.makedirs(slurm_dir(out, module), exist_ok=True)
+    from filelock import Timeout
+
+    lock = submission_lock(slurm_dir(out, module))
+    try:
+        with lock:
+            return _submit_and_merge(module, args, out, merge, task_argv, n, lock)
+    except Timeout:
+        raise ValueError(f"{lock.lock_file} is held by another submission of this tool for {LOCK_TIMEOUT_S:g} s; "
+                         f"if none is running, delete that file and rerun") from None
+
+
+def _submit_and_merge(module, args, out, merge, task_argv, n, lock) -> dict:
+    """submit_and_merge under ``lock``, which is released before waiting for the jobs."""
     done = {i for i in range(n) if _read_marker(marker_path(out, i, n, module), task_argv) is not None}
     running = _still_running(out, module, task_argv, [i for i in range(n) if i not in done], n)
     todo = [i for i in range(n) if i not in done and i not in running]
@@ -309,6 +349,7 @@ def submit_and_merge(module: str, argv: Sequence[str], args, out: str, merge: Ca
                                                          "folder": str(ex.folder), "argv": task_argv}
                                         for i, j in zip(todo, jobs)})
         logging.info(f"submitted {len(todo)} of {n} shards ({len(done)} already done): jobs {summary['job_ids']}")
+    lock.release()  # recorded: a concurrent rerun now sees these jobs as running
     if args.slurm_no_wait and (todo or running):
         said = ["jobs submitted"] if todo else []
         said += [f"shards {sorted(running)} still running from an earlier submission"] if running else []
