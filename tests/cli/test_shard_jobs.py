@@ -326,11 +326,19 @@ def test_a_slurm_job_sacct_does_not_know_is_not_alive(tmp_path):
     assert str(job.paths.stderr) == str(tmp_path / "logs" / "987654321_1" / "987654321_1_0_log.err")
 
 
-def _submit_no_wait(video, out, result_file, start_at):
-    """One submitter process: waits for the common start time, then submits without waiting."""
+def _submit_no_wait(video, out, result_file, barrier_dir, k):
+    """One submitter process: waits until both are ready, then submits without waiting. The
+    executor is built 3 s late (patched here, in this process) so that two submitters surely read
+    the records before either writes them: the window a lock must close."""
     import time
 
-    time.sleep(max(0.0, start_at - time.time()))
+    from vissl_ext.cli import shard_jobs
+
+    make = shard_jobs.make_executor
+    shard_jobs.make_executor = lambda *a, **kw: (time.sleep(3), make(*a, **kw))[1]
+    open(os.path.join(barrier_dir, f"ready{k}"), "w").close()
+    while len(os.listdir(barrier_dir)) < 2:
+        time.sleep(0.05)
     s = _main("vissl_ext.video.extract_cli", [*_extract_argv(video, out), "--slurm-no-wait"])
     with open(result_file, "w") as f:
         json.dump(s, f)
@@ -338,21 +346,21 @@ def _submit_no_wait(video, out, result_file, start_at):
 
 @pytest.mark.slow
 def test_two_reruns_at_once_submit_each_shard_once(tmp_path):
-    """Two submitters of the same command started at the same moment: without the folder's lock
-    both read "nothing submitted" and both submitted every shard (and one's records were lost)."""
+    """Two submitters of the same command at the same moment: without the folder's lock both read
+    "nothing submitted" and both submitted every shard (and one's records were lost)."""
     import multiprocessing as mp
-    import time
 
     from vissl_ext.cli.shard_jobs import _read_submitted, marker_path
 
-    video, out = shared_path("video_opencv", "cup.mp4"), tmp_path / "o"
-    ctx, start_at = mp.get_context("spawn"), time.time() + 8  # both interpreters are up by then
-    procs = [ctx.Process(target=_submit_no_wait, args=(video, out, str(tmp_path / f"s{k}.json"), start_at))
+    video, out, barrier = shared_path("video_opencv", "cup.mp4"), tmp_path / "o", tmp_path / "barrier"
+    barrier.mkdir()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_submit_no_wait, args=(video, out, str(tmp_path / f"s{k}.json"), str(barrier), k))
              for k in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(600)
         assert p.exitcode == 0
     summaries = [json.loads((tmp_path / f"s{k}.json").read_text()) for k in range(2)]
     submitted = sorted(i for s in summaries for i in s["submitted"])
@@ -360,7 +368,7 @@ def test_two_reruns_at_once_submit_each_shard_once(tmp_path):
     records = _read_submitted(str(out), "vissl_ext.video.extract_cli")
     assert sorted(records) == ["0-of-2", "1-of-2"]
     _wait_for(lambda: all(os.path.exists(marker_path(str(out), i, 2, "vissl_ext.video.extract_cli"))
-                          for i in range(2)), "the array tasks")
+                          for i in range(2)), "the array tasks", timeout=300)
 
 
 def test_submission_lock_kind_follows_the_file_system(tmp_path, monkeypatch):
