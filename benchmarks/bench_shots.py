@@ -30,7 +30,8 @@ import vissl_ext  # noqa: E402,F401
 from bench_pairs import default_videos  # noqa: E402
 from vissl_ext.video.extraction import ExtractParams, index_video, video_id  # noqa: E402
 from vissl_ext.video.manifest import save_manifest  # noqa: E402
-from vissl_ext.video.shots import ShotParams, detect_video, join_clips, shots_record  # noqa: E402
+from vissl_ext.demo.shots import join_clips  # noqa: E402
+from vissl_ext.video.shots import ShotParams, detect_video, shots_record  # noqa: E402
 from vissl_ext.video.video_io import decode_sequential, probe_video  # noqa: E402
 
 # clips of ../shared/data that are one shot each, for the joined video (bikes.mp4 is a montage)

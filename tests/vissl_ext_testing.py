@@ -228,7 +228,7 @@ SINGLE_SHOT_CLIPS = [("video_opencv", "box.mp4"), ("video_pysot_bag", "bag.avi")
 def make_joined_clip(folder, frames_each: int = 40, name: str = "joined.mp4", clips=SINGLE_SHOT_CLIPS):
     """Real single-shot clips of ../shared/data joined end to end with PyAV:
     (path of the mp4, true shot starts = the joins)."""
-    from vissl_ext.video.shots import join_clips
+    from vissl_ext.demo.shots import join_clips
 
     path = os.path.join(str(folder), name)
     starts = join_clips([shared_path(*c) for c in clips], path, frames_each=frames_each)

@@ -18,9 +18,11 @@ def test_markdown_and_csv_follow_table1_layout(tmp_path):
     paths = write_ris_report(_records(), str(tmp_path / "out"), stem="table1", chart=False)
     assert set(paths) == {"md", "csv"}
     md = open(paths["md"]).read().splitlines()
-    assert md[0] == "| Method | Occlusion Top-10 | Occlusion Top-25 | Viewpoint Top-10 | Viewpoint Top-25 |"
-    assert md[2] == "| Sup. R50 | 83.25 | 78.00 | 80.00 | 75.50 |"  # the dict key names the row
-    assert md[3] == "| MOCOv2 | - | - | 70.00 | 65.00 |"  # not scored on a set: "-"
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md]
+    assert cells[0] == ["Method", "Occlusion Top-10", "Occlusion Top-25", "Viewpoint Top-10", "Viewpoint Top-25"]
+    assert cells[1][0].startswith(":-") and all(c.endswith("-:") for c in cells[1][1:])  # numbers right-aligned
+    assert cells[2] == ["Sup. R50", "83.25", "78.00", "80.00", "75.50"]  # the dict key names the row
+    assert cells[3] == ["MOCOv2", "-", "-", "70.00", "65.00"]  # not scored on a set: "-"
     rows = list(csv.reader(open(paths["csv"])))
     assert rows[0][0] == "Method" and rows[1] == ["Sup. R50", "83.25", "78.00", "80.00", "75.50"]
     assert len(rows) == 3

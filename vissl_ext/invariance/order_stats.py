@@ -21,11 +21,11 @@ Memory per column block: one row chunk, the sample, the band and the per-traject
 """
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
-from vissl_ext.invariance.segments import TrajectoryPlan, add_segment_sums, make_plan
+from vissl_ext.invariance.segments import TrajectoryPlan, add_segment_sums
 
 SAMPLE_ROWS = 8192  # bracket from this many rows; N <= this: exact selection directly
 CHUNK_BYTES = 512 << 10  # row chunk of one column block: stays in the L2 cache
@@ -34,13 +34,6 @@ ABOVE, BELOW = "above", "below"
 # rank; 2 of 4096 on 72,000 x 2048 Gaussian features) costs only an exact column, a wider bracket
 # costs band values in every column (4 sigmas: 8-17 % slower in bench_ris, same run)
 SIGMAS = 3.0
-
-
-def _f32_key(v: np.ndarray) -> np.ndarray:
-    """float -> uint64 key (low 32 bits) that sorts like the float32 value; -0.0 == 0.0."""
-    bits = (v.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
-    neg = (bits >> np.uint32(31)).astype(bool)
-    return np.where(neg, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
 
 
 def _f32_from_key(key: np.ndarray) -> np.ndarray:
@@ -251,22 +244,3 @@ def sample_rows_for(n: int, sample_rows: int, seed: int) -> Optional[np.ndarray]
 
 def rows_per_chunk(width: int, itemsize: int, chunk_bytes: int) -> int:
     return max(1, int(chunk_bytes // max(1, width * itemsize)))
-
-
-def column_order_stats(x, ranks: Sequence[int], sample_rows: int = SAMPLE_ROWS,
-                       chunk_bytes: int = CHUNK_BYTES, seed: int = 0) -> Dict[str, np.ndarray]:
-    """For each rank r in ``ranks`` (0-based, ascending), per column: the value at sorted index r
-    (``values[i]``, same dtype as x) and how many entries are strictly smaller (``less[i]``).
-
-    Equals ``np.sort(x, axis=0)[r]`` exactly (ties included). ``x``: [N, D] real array or
-    memmap without NaN.
-    """
-    n, d = x.shape
-    ranks = [int(r) for r in ranks]
-    for r in ranks:
-        if not 0 <= r < n:
-            raise ValueError(f"rank {r} outside [0, {n})")
-    plan = make_plan(np.zeros(n, np.int64), 1, rows_per_chunk(d, x.dtype.itemsize, chunk_bytes))
-    st = block_stats(x, slice(0, d), plan, ranks, [ABOVE] * len(ranks), sample_rows_for(n, sample_rows, seed))
-    fallback = st.num_fallback if n > sample_rows else np.full(len(ranks), d)
-    return {"values": st.values, "less": st.less, "num_fallback_columns": fallback}

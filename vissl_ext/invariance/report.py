@@ -76,9 +76,11 @@ def table_cells(records: List[dict]):
 
 
 def markdown_table(header: List[str], rows: List[List[str]]) -> str:
-    """A Markdown table, the first column left-aligned and the others right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    """A Markdown table (tabulate's pipe format), the first column left-aligned, the others right."""
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=header, tablefmt="pipe", disable_numparse=True,
+                    colalign=("left",) + ("right",) * (len(header) - 1))
 
 
 def csv_table(header: List[str], rows: List[List[str]]) -> str:

@@ -235,33 +235,3 @@ def add_shot_args(p, prefix: str = ""):
     p.add_argument(f"--{prefix}threshold", type=float, default=0.0,
                    help="detector threshold (0: its default, content 27, adaptive 3)")
     p.add_argument(f"--{prefix}min-len", type=int, default=15, help="shortest shot in frames (default 15)")
-
-
-# ---------------------------------------------------------------------------------------------
-# clips with known cuts (tests, demo, benchmark)
-# ---------------------------------------------------------------------------------------------
-def join_clips(paths: Sequence[str], out_path: str, frames_each: int = 60, size=(320, 240), fps: int = 25) -> List[int]:
-    """Write the first ``frames_each`` frames of each clip, resized to ``size``, end to end into
-    one H.264 mp4 (PyAV); returns the first frame of each clip in the result (the true cuts)."""
-    from fractions import Fraction
-
-    import av
-
-    from vissl_ext.video.video_io import decode_sequential
-
-    starts, n = [], 0
-    with av.open(out_path, "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        for p in paths:
-            starts.append(n)
-            for i, _, frame in decode_sequential(p):
-                if i >= frames_each:
-                    break
-                f = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-                f.pts, f.time_base = n, Fraction(1, fps)
-                out.mux(stream.encode(f))
-                n += 1
-        out.mux(stream.encode(None))
-    return starts

@@ -12,8 +12,8 @@ from torch's RNG as torchvision does (seeded per data-loader worker by PyTorch).
 Images are HxWx3 RGB uint8 numpy arrays (PIL images are accepted and converted once).
 """
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
