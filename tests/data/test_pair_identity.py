@@ -13,6 +13,7 @@ of the MoCo v2 tail (grayscale, blur, flip, normalisation) runs as shipped.
 import json
 import random
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +119,8 @@ def batch_of(banded, kind, source, backend, *extra):
     path = tracks if source == "video_region_pairs" else manifest
     cfg = compose(f"config=pretrain/tiny/{name}", f"config.DATA.TRAIN.DATA_PATHS=[{path}]",
                   f"config.DATA.TRAIN.DATA_SOURCES=[{source}]", "config.DATA.TRAIN.DATA_LIMIT=-1",
-                  f"config.DATA.TRAIN.AUGMENT_BACKEND={backend}", _strength_zero(name), *extra)
+                  f"config.DATA.TRAIN.AUGMENT_BACKEND={backend}", _strength_zero(name),
+                  f"config.CHECKPOINT.DIR={Path(manifest).parent.parent / 'ck'}", *extra)  # compose writes a config there
     ds = build_dataset(cfg, "TRAIN")
     train = cfg["DATA"]["TRAIN"]
     collate = get_collator(train["COLLATE_FUNCTION"], train.get("COLLATE_FUNCTION_PARAMS", {}))
