@@ -23,8 +23,12 @@ def _main_module(tool: str) -> str:
     return froms[0].module
 
 
-def test_there_are_tools():
-    assert len(TOOLS) >= 12
+def test_the_tools_are_the_documented_set():
+    assert [os.path.basename(t) for t in TOOLS] == [
+        "build_cropped_boxes.py", "build_gt_tracks.py", "build_ris_trajectories.py", "compute_ris.py",
+        "convert_vissl_to_detectron2.py", "demo.py", "detect_shots.py", "extract_frames.py", "propose_regions.py",
+        "run_distributed_engines.py", "run_study.py", "track_regions.py", "train_ade20k_segmentation.py",
+        "visualize_tracks.py"]
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=os.path.basename)
@@ -49,7 +53,8 @@ LAYERS = [
     ("core", ["vissl_ext", "vissl_ext.config", "vissl_ext.registry", "vissl_ext.utils", "vissl_ext.cli"]),
     ("video", ["vissl_ext.video"]),  # the offline chain: never imports VISSL (test below)
     ("data", ["vissl_ext.data"]),
-    ("tracking/models/losses/hooks", ["vissl_ext.tracking", "vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks"]),
+    ("models", ["vissl_ext.models"]),  # trunks, heads, feature strides: training and the tracker build on them
+    ("tracking/losses/hooks", ["vissl_ext.tracking", "vissl_ext.losses", "vissl_ext.hooks"]),
     ("invariance/segmentation/downstream/study", ["vissl_ext.invariance", "vissl_ext.segmentation", "vissl_ext.downstream",
                                                   "vissl_ext.study"]),
     ("engines/demo/cli", ["vissl_ext.engines", "vissl_ext.demo"]),  # and every *_cli module
@@ -146,6 +151,19 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert find_cycle({**graph, "vissl_ext.data.c": set()}) is None
     assert layer_of("vissl_ext.config") < layer_of("vissl_ext.video.manifest") < layer_of("vissl_ext.tracking.tracker")
     assert layer_of("vissl_ext.tracking.tracker") < layer_of("vissl_ext.invariance.ris") < layer_of("vissl_ext.tracking.track_cli")
+    assert layer_of("vissl_ext.models.strides") < layer_of("vissl_ext.tracking.features") == layer_of("vissl_ext.hooks.base")
+
+
+TRAINING = ("vissl_ext.models", "vissl_ext.losses", "vissl_ext.hooks", "vissl_ext.data")
+
+
+def test_training_never_imports_the_offline_tracker():
+    """The training path (data, models, losses, hooks) shares code with tracking/ only through the
+    lower layers (models/ owns the feature strides): training never depends on the tracker package."""
+    graph = import_graph(package_modules())
+    offenders = sorted(f"{m} imports {d}" for m, deps in graph.items() if m.startswith(TRAINING)
+                       for d in deps if d.startswith("vissl_ext.tracking"))
+    assert not offenders, "\n".join(offenders)
 
 
 # ------------------------------------------------------------------------------ no test hooks

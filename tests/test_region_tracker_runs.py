@@ -117,12 +117,18 @@ def test_two_processes_keep_queues_identical(tracks, tmp_path):
 
 
 def test_resume_restores_queues_and_encoder(tracks, tmp_path):
+    """One step per phase (8 samples, batch 8) and momentum 0.9: the resumed step's momentum
+    update starts from the saved encoder, so the final encoder is exactly 0.9 * saved encoder +
+    0.1 * saved trunk (a rebuilt encoder would be the trunk; a skipped update, the saved one)."""
     ck = tmp_path / "ck"
+    m = 0.9
     # a region queue large enough that phase 1 cannot wrap over the keys of phase 0
-    args = base(tracks, ck, "config.OPTIMIZER.num_epochs=2", "config.LOSS.temporal_contrastive_loss.region_queue_size=1024")
+    args = base(tracks, ck, "config.OPTIMIZER.num_epochs=2", "config.LOSS.temporal_contrastive_loss.region_queue_size=1024",
+                "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=8", f"config.LOSS.temporal_contrastive_loss.momentum={m}")
     rc, out = run_engine(args, cwd=tmp_path)
     assert rc == 0, out[-3000:]
-    phase0 = torch.load(ck / "model_phase0.torch", map_location="cpu")["classy_state_dict"]["loss"]
+    saved = torch.load(ck / "model_phase0.torch", map_location="cpu")["classy_state_dict"]
+    phase0 = saved["loss"]
     os.remove(ck / "model_final_checkpoint_phase1.torch")
     os.remove(ck / "checkpoint.torch")
     shutil.copy(ck / "model_phase0.torch", ck / "checkpoint.torch")
@@ -134,9 +140,22 @@ def test_resume_restores_queues_and_encoder(tracks, tmp_path):
     assert n == 8 and int(final["queue_ptr"]) == 16
     # keys written before the stop survive in the resumed queue (a fresh queue would be random)
     assert torch.equal(final["queue"][:, :n], phase0["queue"][:, :n])
-    m = int(phase0["region_queue_ptr"])
-    assert m > 0 and int(final["region_queue_ptr"]) > m
-    assert torch.equal(final["region_queue"][:, :m], phase0["region_queue"][:, :m])
+    r = int(phase0["region_queue_ptr"])
+    assert r > 0 and int(final["region_queue_ptr"]) > r
+    assert torch.equal(final["region_queue"][:, :r], phase0["region_queue"][:, :r])
+    # the encoder: parameters (weights and biases; BN statistics are buffers, not averaged)
+    model0 = saved["base_model"]["model"]
+    names = [k for k in phase0 if k.startswith("moco_encoder.") and k.endswith((".weight", ".bias"))]
+    assert len(names) > 150
+    far_from_trunk = far_from_saved = 0.0
+    for k in names:
+        part, name = k[len("moco_encoder."):].split(".", 1)  # trunk.<...> / heads.<...>
+        enc0, q0 = phase0[k].double(), model0[part][name].double()
+        want = m * enc0 + (1 - m) * q0
+        assert torch.allclose(final[k].double(), want, rtol=1e-5, atol=1e-6), k
+        far_from_trunk = max(far_from_trunk, float((final[k] - q0).abs().max()))
+        far_from_saved = max(far_from_saved, float((final[k] - enc0).abs().max()))
+    assert far_from_trunk > 1e-3 and far_from_saved > 1e-4  # the check tells the three cases apart
 
 
 def test_device_augmentation_backend_trains_region_pairs(tracks, tmp_path):

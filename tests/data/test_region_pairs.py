@@ -1,8 +1,10 @@
 """The video_region_pairs data source on tracks written in the tracks format."""
 import logging
+import random
 
 import numpy as np
 import pytest
+import torch
 
 from vissl_ext_testing import compose
 from vissl_ext.video.manifest import load_manifest
@@ -58,11 +60,65 @@ def test_boxes_follow_a_read_time_resize(tracks_dir):
     assert np.allclose(pair.boxes[0][0], np.asarray([1, 2, 31, 42]) * np.asarray([scale, sy, scale, sy]), atol=1e-4)
 
 
-def test_max_region_pairs_caps_the_sample(tracks_dir):
+def test_region_candidates_cap_the_sample_before_the_crop(tracks_dir):
     path, _ = tracks_dir
     src = source(path, "config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS=1")
+    pair, _ = src[3]  # 8 candidates per pair by default: both common tracks, the cap rides along
+    assert pair.ids.tolist() == [0, 5] and pair.max_pairs == 1
+    src = source(path, "config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS=1", "config.DATA.TRAIN.VIDEO.REGION_CANDIDATES=1")
     pair, _ = src[3]
     assert len(pair.ids) == 1 and pair.boxes[0].shape == (1, 4)
+
+
+@pytest.fixture
+def grid_tracks(video_frames_dir, tmp_path):
+    """48 tracks on every frame of both videos: a grid of boxes a twelfth of the frame wide."""
+    manifest = str(video_frames_dir / "manifest.json")
+    videos = load_manifest(manifest)
+    for v in videos:
+        w, h = v.width / 8, v.height / 6
+        tracks = [{"id": 8 * r + c, "frames": list(range(v.num_frames)),
+                   "boxes": [[c * w + w / 4, r * h + h / 4, c * w + 3 * w / 4, r * h + 3 * h / 4]] * v.num_frames}
+                  for r in range(6) for c in range(8)]
+        save_video_tracks(str(tmp_path), v.id, [v.width, v.height], tracks)
+    write_tracks_index(str(tmp_path), manifest, [v.id for v in videos], {"test": True}, "ground_truth")
+    return tmp_path
+
+
+def pairs_reaching_the_loss(path, ck, *extra, rounds=3):
+    """[(region pairs in the batch row, pairs matched before the cap)] of every sample, ``rounds``
+    times over the dataset, through VISSL's dataset and the config's collator."""
+    from vissl.data import build_dataset
+    from vissl.data.collators import get_collator
+
+    from vissl_ext.data.collators.region_collator import match_views
+
+    cfg = compose("config=pretrain/tiny/region_tracker_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{path}]",
+                  "config.DATA.TRAIN.DATA_LIMIT=-1", f"config.CHECKPOINT.DIR={ck}", *extra)
+    ds = build_dataset(cfg, "TRAIN")
+    collate = get_collator(cfg.DATA.TRAIN.COLLATE_FUNCTION, cfg.DATA.TRAIN.COLLATE_FUNCTION_PARAMS)
+    random.seed(0), torch.manual_seed(0)
+    out = []
+    for _ in range(rounds):
+        samples = [ds[i] for i in range(len(ds))]
+        rows = collate(samples)["region_boxes"][0][:, 0].long()
+        counts = torch.bincount(rows, minlength=len(samples)).tolist()
+        out += [(n, len(match_views(s["data"][0].ids, s["data"][1].ids)[0])) for n, s in zip(counts, samples)]
+    return out
+
+
+def test_cap_holds_after_the_crop_and_more_pairs_reach_the_loss(grid_tracks, tmp_path):
+    cap = 4
+    after = pairs_reaching_the_loss(grid_tracks, tmp_path, f"config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS={cap}")
+    # every sample keeps min(cap, pairs that survived both crops): the cap binds after the crop
+    assert all(n == min(cap, matched) for n, matched in after)
+    assert sum(matched > cap for _, matched in after) > len(after) / 2
+    share_after = sum(n for n, _ in after) / (cap * len(after))
+    # before: the cap drawn before the crop (REGION_CANDIDATES = MAX_REGION_PAIRS)
+    before = pairs_reaching_the_loss(grid_tracks, tmp_path, f"config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS={cap}",
+                                     f"config.DATA.TRAIN.VIDEO.REGION_CANDIDATES={cap}")
+    share_before = sum(n for n, _ in before) / (cap * len(before))
+    assert share_after >= 0.9 and share_before < 0.75, (share_before, share_after)
 
 
 def test_broken_tracks_file_is_skipped_with_its_name(tracks_dir, caplog):

@@ -102,6 +102,8 @@ def test_resume_gives_the_same_next_step_loss(cfg):
     ("config.DATA.TRAIN.COLLATE_FUNCTION=moco_collator", "region_moco_collator"),
     ("config.MODEL.TRUNK.REGION_FEATURE=res3", "512 channels"),
     ("config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS=0", "MAX_REGION_PAIRS"),
+    ("config.DATA.TRAIN.VIDEO.REGION_CANDIDATES=4", r"REGION_CANDIDATES must be 0 \(auto\) or >= MAX_REGION_PAIRS=8"),
+    ("config.DATA.TRAIN.VIDEO.REGION_CANDIDATES=-1", "REGION_CANDIDATES"),
 ])
 def test_wrong_config_values_fail_at_compose_time(override, match):
     with pytest.raises(ConfigError, match=match):

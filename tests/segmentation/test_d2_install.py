@@ -39,7 +39,12 @@ def test_compiled_ops_raise_a_clear_error_and_collect_env_reports_the_build():
         pytest.skip("detectron2 built from upstream source with its C++ extension")
     with pytest.raises(ImportError, match="install_detectron2.sh"):
         _C.deform_conv_forward
-    from detectron2.layers import ModulatedDeformConv  # importable; fails only when used
+    import torch
+    from detectron2.layers import ModulatedDeformConv, ROIAlignRotated  # importable; fail only when used
 
-    assert ModulatedDeformConv is not None
+    with pytest.raises(ImportError, match="install_detectron2.sh"):  # the layer reaches the stub's op
+        ROIAlignRotated((2, 2), 1.0, 0)(torch.zeros(1, 2, 8, 8), torch.tensor([[0, 4.0, 4.0, 2.0, 2.0, 0.0]]))
+    conv = ModulatedDeformConv(4, 4, 3, padding=1)
+    with pytest.raises((ImportError, NotImplementedError)):  # on CPU detectron2 refuses before the op
+        conv(torch.zeros(1, 4, 8, 8), torch.zeros(1, 18, 8, 8), torch.ones(1, 9, 8, 8))
     assert "without its C++ extension" in collect_env_info()

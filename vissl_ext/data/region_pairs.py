@@ -4,7 +4,9 @@ every track seen in both frames (Region Tracker and Ground Truth Tracks models).
 ``DATA_PATHS`` entries are tracks directories (or their ``index.json``) from
 tools/track_regions.py or tools/build_gt_tracks.py; the index names the video manifest. Frame
 pairs follow the same rules as ``video_frame_pairs`` (config.DATA.<split>.VIDEO); any two boxes
-of one track are a positive region pair. Frame pairs without a common track are kept: they
+of one track are a positive region pair. A sample carries up to ``REGION_CANDIDATES`` of them
+(8 x ``MAX_REGION_PAIRS`` by default); ``region_moco_collator`` keeps ``MAX_REGION_PAIRS`` of
+those whose boxes survived both views' crops. Frame pairs without a common track are kept: they
 train the frame-level term alone.
 """
 import logging
@@ -17,6 +19,7 @@ from vissl_ext.data.transforms.box_transforms import RegionPair, image_size
 from vissl_ext.video.manifest import VideoEntry, load_manifest
 from vissl_ext.video.tracks_io import TracksError, load_tracks_index, load_video_tracks
 from vissl_ext.utils.validation_stamp import launcher_validated
+from vissl_ext.data.video_config import region_candidates
 from vissl_ext.data.video_sources import VideoFramePairsSource
 from vissl_ext.registry import register_data_source
 
@@ -92,8 +95,10 @@ class VideoRegionPairsSource(VideoFramePairsSource):
         frames = self._read(self.videos[vi], [a, b])
         at = self._boxes_at[vi]
         ids = sorted(set(at.get(a, ())) & set(at.get(b, ())))
-        if len(ids) > self.vcfg["MAX_REGION_PAIRS"]:
-            ids = sorted(random.sample(ids, self.vcfg["MAX_REGION_PAIRS"]))
+        # candidates, not the cap: the crops drop about half; the collator caps what survives
+        n = region_candidates(self.vcfg)
+        if len(ids) > n:
+            ids = sorted(random.sample(ids, n))
         W, H = self._frame_size[vi]
         boxes = []
         for p, img in zip((a, b), frames):
@@ -102,4 +107,4 @@ class VideoRegionPairsSource(VideoFramePairsSource):
             sx, sy = w / W, h / H
             bx = np.asarray([at[p][t] for t in ids], np.float32).reshape(-1, 4)
             boxes.append(bx * np.asarray([sx, sy, sx, sy], np.float32))
-        return RegionPair(frames, boxes, np.asarray(ids, np.int64))
+        return RegionPair(frames, boxes, np.asarray(ids, np.int64), self.vcfg["MAX_REGION_PAIRS"])

@@ -13,7 +13,10 @@ VIDEO_DEFAULTS: Dict[str, Any] = {
     "DECODER": "pyav",  # pyav | opencv (videos read directly, no extraction)
     "SHORT_SIDE": 0,  # resize frames so the short side is this (0: as stored)
     "MAX_RETRIES": 10,  # unreadable sample: try this many other samples before failing
-    "MAX_REGION_PAIRS": 8,  # video_region_pairs: at most this many region pairs per frame pair
+    "MAX_REGION_PAIRS": 8,  # video_region_pairs: at most this many region pairs per frame pair reach the loss
+    # region pairs drawn per frame pair before the crop; the collator keeps MAX_REGION_PAIRS of
+    # those whose boxes survive both views' crops (0: REGION_CANDIDATE_FACTOR x MAX_REGION_PAIRS)
+    "REGION_CANDIDATES": 0,
     # frame folders decoded by OpenCV into uint8 arrays instead of PIL images (set by
     # AUGMENT_BACKEND fast/device when every transform takes arrays: about 2x faster decoding)
     "FRAME_ARRAYS": False,
@@ -24,6 +27,17 @@ VIDEO_DEFAULTS: Dict[str, Any] = {
 }
 
 
+# the shipped crop (scale 0.2-1, half of a box visible) keeps about half of the region pairs of a
+# frame pair, and within a view they survive together or not: 8x leaves enough after the crops
+# (benchmarks/bench_region_pairs.py measures the share that reaches the loss)
+REGION_CANDIDATE_FACTOR = 8
+
+
+def region_candidates(v: Dict[str, Any]) -> int:
+    """Region pairs a video_region_pairs sample draws before the crop."""
+    return v["REGION_CANDIDATES"] or REGION_CANDIDATE_FACTOR * v["MAX_REGION_PAIRS"]
+
+
 def video_cfg(cfg, split: str) -> Dict[str, Any]:
     """config.DATA.<split>.VIDEO merged over the defaults (unknown keys rejected)."""
     return with_defaults(cfg["DATA"][split].get("VIDEO", {}), VIDEO_DEFAULTS, f"config.DATA.{split}.VIDEO")
@@ -31,8 +45,11 @@ def video_cfg(cfg, split: str) -> Dict[str, Any]:
 
 def validate_video_cfg(v: Dict[str, Any], where: str):
     for key, minimum in (("FRAMES_PER_VIDEO", 1), ("PAIR_GAP", 1), ("PAIR_GAP_MAX", 0), ("SHORT_SIDE", 0),
-                         ("MAX_RETRIES", 0), ("MAX_REGION_PAIRS", 1)):
+                         ("MAX_RETRIES", 0), ("MAX_REGION_PAIRS", 1), ("REGION_CANDIDATES", 0)):
         need_int(v[key], f"{where}.{key}", minimum)
+    if 0 < v["REGION_CANDIDATES"] < v["MAX_REGION_PAIRS"]:
+        raise ConfigError(f"{where}.REGION_CANDIDATES must be 0 (auto) or >= MAX_REGION_PAIRS={v['MAX_REGION_PAIRS']}, "
+                          f"got {v['REGION_CANDIDATES']!r}")
     if not (v["PAIR_GAP_MAX"] == 0 or v["PAIR_GAP_MAX"] >= v["PAIR_GAP"]):
         raise ConfigError(f"{where}.PAIR_GAP_MAX must be 0 (fixed k) or >= PAIR_GAP={v['PAIR_GAP']}, got {v['PAIR_GAP_MAX']!r}")
     if v["DECODER"] not in ("pyav", "opencv"):

@@ -5,8 +5,8 @@ import torch
 from vissl.hooks.moco_hooks import MoCoHook
 
 from vissl_ext.losses.temporal_contrastive_loss import check_region_map, loss_settings, pool_regions
+from vissl_ext.models.strides import FEATURE_STRIDE
 from vissl_ext.registry import register_hook_factory
-from vissl_ext.tracking.features import FEATURE_STRIDE
 
 
 def region_spatial_scale(config) -> float:

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from vissl_ext.models.strides import FEATURE_STRIDE
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FEATURE_STRIDE = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
 
 
 def input_size(width: int, height: int, short_side: int):

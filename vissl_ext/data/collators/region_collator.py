@@ -1,5 +1,6 @@
 """Batches of region pairs (MoCo's two views plus matched boxes in the form ROI ops take), and of
 shot triplets (MoCo's two views plus the view of another shot)."""
+import random
 from typing import Dict, List
 
 import numpy as np
@@ -8,10 +9,13 @@ import torch
 from vissl_ext.registry import register_collator
 
 
-def match_views(q_ids: np.ndarray, k_ids: np.ndarray):
-    """Row indices (iq, ik) of the track ids present in both views, in query order."""
+def match_views(q_ids: np.ndarray, k_ids: np.ndarray, max_pairs: int = 0):
+    """Row indices (iq, ik) of the track ids present in both views, in query order; at most
+    ``max_pairs`` of them (a random subset; 0: all)."""
     pos = {int(t): i for i, t in enumerate(k_ids)}
     iq = [i for i, t in enumerate(q_ids) if int(t) in pos]
+    if 0 < max_pairs < len(iq):
+        iq = sorted(random.sample(iq, max_pairs))
     return np.asarray(iq, np.int64), np.asarray([pos[int(q_ids[i])] for i in iq], np.int64)
 
 
@@ -27,11 +31,13 @@ def region_moco_collator(batch: List[Dict]) -> Dict[str, List[torch.Tensor]]:
     """Like VISSL's moco_collator (``data`` = queries z_i, ``data_momentum`` = keys z_{i+k}),
     plus ``region_boxes`` / ``region_boxes_momentum``: [K, 5] rois whose row m in both is one
     positive region pair (a track seen in both augmented views). Pairs whose box left either
-    crop are dropped here; a sample with none still trains its frame-level pair."""
+    crop are dropped here, then each sample keeps at most its MAX_REGION_PAIRS of the survivors
+    (capped after the crop, so the crop does not starve the region term); a sample with none
+    still trains its frame-level pair."""
     q_imgs, k_imgs, q_rows, k_rows = [], [], [], []
     for s in batch:
         q, k = s["data"]
-        iq, ik = match_views(q.ids, k.ids)
+        iq, ik = match_views(q.ids, k.ids, q.max_pairs)
         q_imgs.append(q.img)
         k_imgs.append(k.img)
         q_rows.append(q.boxes[iq])

@@ -21,7 +21,7 @@ only where both of its boxes survive. Config::
           - {name: Normalize, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
 """
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, List, Sequence
 
 import numpy as np
@@ -37,20 +37,24 @@ from vissl_ext.registry import register_transform
 @dataclass
 class RegionPair:
     """What the ``video_region_pairs`` source returns: frames [z_i, z_{i+k}], their boxes
-    (float32 [M, 4] x1 y1 x2 y2, row m of both belongs to track ids[m])."""
+    (float32 [M, 4] x1 y1 x2 y2, row m of both belongs to track ids[m]) and how many of the
+    pairs that survive the crops may reach the loss (0: all)."""
 
     frames: List[Any]
     boxes: List[np.ndarray]
     ids: np.ndarray
+    max_pairs: int = 0
 
 
 @dataclass
 class BoxedView:
-    """One augmented view: an image (PIL, later a tensor) with its boxes and their track ids."""
+    """One augmented view: an image (PIL, later a tensor) with its boxes and their track ids, and
+    the sample's cap on region pairs (applied by the collator once both views are cropped)."""
 
     img: Any
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    max_pairs: int = 0
 
 
 def image_size(img):
@@ -101,7 +105,7 @@ class RegionPairToViews(ClassyTransform):
     def __call__(self, pair):
         if not isinstance(pair, RegionPair):
             raise TypeError("RegionPairToViews expects the samples of the video_region_pairs data source")
-        return [BoxedView(f, np.asarray(b, np.float32).reshape(-1, 4), np.asarray(pair.ids, np.int64))
+        return [BoxedView(f, np.asarray(b, np.float32).reshape(-1, 4), np.asarray(pair.ids, np.int64), pair.max_pairs)
                 for f, b in zip(pair.frames, pair.boxes)]
 
     @classmethod
@@ -134,7 +138,7 @@ class BoxRandomResizedCrop(ClassyTransform):
             top, left, h, w = RandomResizedCrop.get_params(view.img, self.scale, self.ratio)
             img = TF.resized_crop(view.img, top, left, h, w, list(self.size), antialias=True)
         boxes, keep = crop_boxes(view.boxes, top, left, h, w, self.size[1], self.size[0], self.min_visible, self.min_size)
-        return BoxedView(img, boxes[keep], view.ids[keep])
+        return replace(view, img=img, boxes=boxes[keep], ids=view.ids[keep])
 
     @classmethod
     def from_config(cls, config):
@@ -153,7 +157,7 @@ class BoxRandomHorizontalFlip(ClassyTransform):
             return view
         w, _ = image_size(view.img)
         img = np.ascontiguousarray(view.img[:, ::-1]) if isinstance(view.img, np.ndarray) else TF.hflip(view.img)
-        return BoxedView(img, flip_boxes(view.boxes, w), view.ids)
+        return replace(view, img=img, boxes=flip_boxes(view.boxes, w))
 
     @classmethod
     def from_config(cls, config):
@@ -173,7 +177,7 @@ class ImageOnly(ClassyTransform):
         img = view.img
         for t in self.transforms:
             img = t(img)
-        return BoxedView(img, view.boxes, view.ids)
+        return replace(view, img=img)
 
     @classmethod
     def from_config(cls, config):
