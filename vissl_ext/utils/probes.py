@@ -23,6 +23,7 @@ COLLECTIVES = ("all_gather", "all_gather_into_tensor", "all_reduce", "broadcast"
                "reduce_scatter_tensor", "all_to_all", "all_to_all_single", "gather", "scatter", "send", "isend")
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # vissl_ext/
 
 
 def _site(skip_dirs) -> str:
@@ -32,20 +33,22 @@ def _site(skip_dirs) -> str:
     site = None
     for frame in reversed(traceback.extract_stack()[:-2]):
         f = os.path.abspath(frame.filename)
-        if f == here or f.startswith(_TORCH_DIR) or any(f.startswith(d) for d in skip_dirs):
+        if f == here or f.startswith(_TORCH_DIR + os.sep) or any(f.startswith(d) for d in skip_dirs):
             continue
         where = f"{_short(f)}:{frame.lineno}"
         if site is None:
             site = where
-            if "/vissl_ext/" in f:
+            if f.startswith(_PACKAGE_DIR + os.sep):
                 return site
-        elif "/vissl_ext/" in f:
+        elif f.startswith(_PACKAGE_DIR + os.sep):
             return f"{site} <- {where}"
     return site or "?"
 
 
 def _short(path: str) -> str:
-    for marker in ("/site-packages/", "/vissl_ext/", "/benchmarks/", "/scripts/", "/tests/"):
+    if path.startswith(_PACKAGE_DIR + os.sep):
+        return "vissl_ext/" + os.path.relpath(path, _PACKAGE_DIR)
+    for marker in ("/site-packages/", "/benchmarks/", "/scripts/", "/tests/"):
         if marker in path:
             return path[path.index(marker) + 1:].replace("site-packages/", "")
     return os.path.basename(path)
