@@ -98,3 +98,61 @@ def shuffle_bn_keys(rank, n=4, size=64):
                          for r in rois_k])
     return {"key": loss.key, "want_key": want_k, "region_key": loss.region_key, "want_region_key": want_rk,
             "encoded_values": seen[0], "values": torch.tensor(values), "distributed": torch.tensor(hook.is_distributed)}
+
+
+def global_batch_case(counts, B=2, C=3, F=5, seed=0):
+    """The global batch of one case of global_batch_loss: every rank's inputs (the same on every
+    rank and in the test's reference). Boxes of side 4 on integer pixels of 8x8 maps: with a 2x2
+    ROIAlign grid each pooled feature is the plain mean of a 4x4 block."""
+    g = torch.Generator().manual_seed(seed + 1000 * sum(counts))
+    W = len(counts)
+    data = {"x_f": torch.randn(W * B, F, generator=g), "x_map": torch.randn(W * B, C, 8, 8, generator=g),
+            "key": torch.nn.functional.normalize(torch.randn(W * B, 4, generator=g), dim=1)}
+    rois, rkeys = [], []
+    for n in counts:
+        xy = torch.randint(0, 5, (n, 2), generator=g).float()
+        rois.append(torch.cat([torch.randint(0, B, (n, 1), generator=g).float(), xy, xy + 4], 1))
+        rkeys.append(torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1))
+    data["rois"], data["region_key"] = rois, rkeys
+    return data
+
+
+class TwoHeads(torch.nn.Module):
+    """A frame head (linear) and a region map head (1x1 conv): the two outputs the loss takes."""
+
+    def __init__(self, C=3, F=5):
+        super().__init__()
+        torch.manual_seed(0)
+        self.frame = torch.nn.Linear(F, 4)
+        self.region = torch.nn.Conv2d(C, 3, 1)
+
+    def forward(self, x_f, x_map):
+        return [self.frame(x_f), self.region(x_map)]
+
+
+LOSS_SETTINGS = dict(embedding_dim=4, queue_size=16, region_embedding_dim=3, region_queue_size=80, temperature=0.2,
+                     region_temperature=0.1, roi_output_size=2, frame_weight=1.0, region_weight=0.5)
+
+
+def global_batch_loss(rank, cases, B=2):
+    """temporal_contrastive_loss under DDP with each case's region pair counts per rank (one step
+    per case, a fresh model and loss): the terms, the gradients DDP leaves, the queues."""
+    from vissl_ext.losses.temporal_contrastive_loss import TemporalContrastiveLoss
+
+    out = {}
+    for i, counts in enumerate(cases):
+        d = global_batch_case(counts, B)
+        model = torch.nn.parallel.DistributedDataParallel(TwoHeads())
+        loss = TemporalContrastiveLoss(LOSS_SETTINGS)
+        out[f"queue0_{i}"], out[f"region_queue0_{i}"] = loss.queue.clone(), loss.region_queue.clone()
+        mine = slice(rank * B, (rank + 1) * B)
+        loss.key, loss.region_key = d["key"][mine], d["region_key"][rank]
+        loss.query_rois, loss.spatial_scale = d["rois"][rank], 1.0
+        total = loss(model(d["x_f"][mine], d["x_map"][mine]))
+        total.backward()
+        out[f"frame_{i}"], out[f"region_{i}"] = loss.last_terms["frame"], loss.last_terms["region"]
+        for name, p in model.module.named_parameters():
+            out[f"grad_{name}_{i}"] = p.grad.clone()
+        out[f"queue_{i}"], out[f"region_queue_{i}"] = loss.queue.clone(), loss.region_queue.clone()
+        out[f"ptr_{i}"], out[f"region_ptr_{i}"] = loss.queue_ptr.clone(), loss.region_queue_ptr.clone()
+    return out
