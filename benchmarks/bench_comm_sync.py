@@ -80,9 +80,9 @@ def train_step(task, hook, opt, sample):
 
 
 def measure(rank, world, a, tmp):
-    if world > 1:
-        import torch.distributed as dist
+    import torch.distributed as dist
 
+    if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     torch.set_num_threads(max(1, torch.get_num_threads() // world))
     task, hook, opt = build(a.config, a.device, overrides=a.override)

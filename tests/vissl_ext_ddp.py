@@ -169,3 +169,20 @@ def global_batch_loss(rank, cases, B=2):
         out[f"queue_{i}"], out[f"region_queue_{i}"] = loss.queue.clone(), loss.region_queue.clone()
         out[f"ptr_{i}"], out[f"region_ptr_{i}"] = loss.queue_ptr.clone(), loss.region_queue_ptr.clone()
     return out
+
+
+def host_reads_of_a_step(rank, per_image=(4, 2)):
+    """benchmarks/bench_comm_sync.py's measured step (the tiny config, batch 4, 64 px, per_image
+    region pairs per image on rank 0 / rank 1, shuffle-BN on): host reads and collective bytes by site."""
+    import sys
+    from types import SimpleNamespace
+
+    from vissl_ext_testing import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_comm_sync
+
+    a = SimpleNamespace(config="pretrain/tiny/region_tracker_cpu", override=[], device="cpu", batch=4, size=64,
+                        regions=per_image[0], regions_rank1=per_image[1])
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    return bench_comm_sync.measure(rank, world, a, None)
