@@ -126,7 +126,8 @@ def main():
         else:
             torch.multiprocessing.spawn(_spawned, args=(a.world, a, tmp), nprocs=a.world, join=True)
             results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(a.world)]
-    print(f"{a.config}, batch {a.batch} per rank, {a.size} px, {a.world} gloo rank(s), shuffle-BN on")
+    print(f"{a.config}, batch {a.batch} per rank, {a.size} px, "
+          + ("2 gloo ranks, shuffle-BN on" if a.world == 2 else "1 process (no shuffle-BN)"))
     for rank, r in enumerate(results):
         report(rank, r)
     return 0

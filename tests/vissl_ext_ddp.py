@@ -87,7 +87,7 @@ def shuffle_bn_keys(rank, cases=((SHUFFLE_BN_ROIS, SHUFFLE_BN_ROIS),), n=4, size
         im_k = colours[rank * n: (rank + 1) * n, :, None, None].expand(n, 3, size, size).contiguous()
         rois_k = torch.tensor(rois_per_rank[rank], dtype=torch.float32).reshape(-1, 5)
         sample = {"input": im_k.flip(0), "data_momentum": [im_k], "region_boxes": [rois_k],
-                  "region_boxes_momentum": [rois_k]}
+                  "region_boxes_momentum": [rois_k], "shot_data_momentum": [im_k.flip(0)]}
         task.last_batch = SimpleNamespace(sample=sample)
         hook.on_forward(task)  # step 0 builds the momentum encoder
         enc = loss.moco_encoder.eval()
@@ -96,7 +96,7 @@ def shuffle_bn_keys(rank, cases=((SHUFFLE_BN_ROIS, SHUFFLE_BN_ROIS),), n=4, size
         handle = enc.register_forward_pre_hook(lambda m, inp: seen.append(inp[0][:, 0, 0, 0].clone()))
         task.iteration = 1
         hook.on_forward(task)  # step 1: shuffled across ranks, encoded, pooled where encoded, sent back
-        handle.remove()
+        handle.remove()  # (its second call encoded the shot views: the same images in reverse order)
         with torch.no_grad():
             alone = [enc(im_k[i: i + 1]) for i in range(n)]
         want_k = torch.cat([torch.nn.functional.normalize(o[0], dim=1) for o in alone])
@@ -105,7 +105,8 @@ def shuffle_bn_keys(rank, cases=((SHUFFLE_BN_ROIS, SHUFFLE_BN_ROIS),), n=4, size
                              for r in rois_k] or [torch.zeros(0, want_k.shape[1])])
         out.update({f"key{c}": loss.key, f"want_key{c}": want_k, f"region_key{c}": loss.region_key,
                     f"want_region_key{c}": want_rk, f"rois{c}": rois_k,
-                    f"all_key{c}": loss.gathered["keys"]["key"], f"all_region_key{c}": loss.gathered["keys"]["region_key"],
+                    f"all_key{c}": loss.gathered["keys"]["key"], f"shot_key{c}": loss.shot_key,
+                    f"all_shot_key{c}": loss.gathered["keys"]["shot_key"], f"all_region_key{c}": loss.gathered["keys"]["region_key"],
                     f"region_counts{c}": torch.tensor(loss.gathered["counts"]["region_key"]),
                     f"encoded_values{c}": seen[0], f"values{c}": torch.tensor(values),
                     f"encoder{c}": torch.cat([p.flatten() for p in enc.parameters()]),

@@ -26,6 +26,10 @@ def test_shuffle_bn_keys_stay_with_their_images(tmp_path):
             assert (r[f"want_key{c}"] - r[f"want_key{c}"].roll(1, 0)).abs().max() > 1e-3
             # for the queues: every rank's keys in rank order (region keys grouped by image)
             assert torch.allclose(r[f"all_key{c}"], torch.cat([r0[f"want_key{c}"], r1[f"want_key{c}"]]), atol=1e-5)
+            # shot keys (the shot views are the key views reversed), shuffled on their own
+            assert torch.allclose(r[f"shot_key{c}"], r[f"want_key{c}"].flip(0), atol=1e-5)
+            want_shot = torch.cat([r0[f"want_key{c}"].flip(0), r1[f"want_key{c}"].flip(0)])
+            assert torch.allclose(r[f"all_shot_key{c}"], want_shot, atol=1e-5)
             want_all = torch.cat([grouped_by_image(x[f"want_region_key{c}"], x[f"rois{c}"]) for x in (r0, r1)])
             assert torch.allclose(r[f"all_region_key{c}"], want_all, atol=1e-5)
             assert r[f"region_counts{c}"].tolist() == [len(r0[f"rois{c}"]), len(r1[f"rois{c}"])]
