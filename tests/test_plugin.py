@@ -131,8 +131,13 @@ def test_hook_generator_extends_vissl_default():
         from vissl_ext import registry
 
         registry._HOOK_FACTORIES.pop("test_marker")
-    assert ours[: len(default)] == default and ours[-1] is MarkerHook
-    assert ConsoleProgressHook in ours[len(default):]  # vissl_ext's own factory (quiet console)
+    # VISSL's defaults first, then the factories' hooks, VISSL's loss NaN check last (so that
+    # temporal_contrastive_loss's own check names the term first)
+    from vissl.hooks import CheckNanLossHook
+
+    kept = [h for h in default if h is not CheckNanLossHook]
+    assert ours[: len(kept)] == kept and ours[-2:] == [MarkerHook, CheckNanLossHook]
+    assert ConsoleProgressHook in ours[len(kept):]  # vissl_ext's own factory (quiet console)
 
 
 PLUGIN = '''

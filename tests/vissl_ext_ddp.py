@@ -56,10 +56,15 @@ def gather_into_queues(rank, counts_per_step):
     return out
 
 
-def shuffle_bn_keys(rank, n=4, size=64):
-    """TemporalContrastiveHook with shuffle-BN across the 2 ranks. Each image of the global batch
-    has its own constant value; returns the hook's frame and region keys and, for comparison, the
-    keys of each image encoded alone (eval-mode BN: an image's output depends on it alone)."""
+SHUFFLE_BN_ROIS = [[3, 0, 0, 32, 32], [0, 16, 16, 48, 48], [2, 32, 0, 64, 32], [1, 0, 32, 32, 64], [0, 32, 32, 64, 64]]
+
+
+def shuffle_bn_keys(rank, cases=((SHUFFLE_BN_ROIS, SHUFFLE_BN_ROIS),), n=4, size=64):
+    """TemporalContrastiveHook with shuffle-BN across the 2 ranks, for each case (the key boxes of
+    rank 0 and of rank 1, not grouped by image). Each image of the global batch has its own
+    constant value; returns the hook's frame and region keys, what it hands the loss for the
+    queues, and, for comparison, the keys of each image encoded alone (eval-mode BN: an image's
+    output depends on it alone) and the momentum encoder's parameters."""
     from types import SimpleNamespace
 
     from classy_vision.losses import build_loss
@@ -70,31 +75,115 @@ def shuffle_bn_keys(rank, n=4, size=64):
     from vissl_ext_testing import compose
 
     cfg = compose("config=pretrain/tiny/region_tracker_cpu")
-    torch.manual_seed(0)  # same weights on both ranks, as DDP makes them
-    model = build_model(cfg.MODEL, cfg.OPTIMIZER).eval()
-    loss = build_loss({"name": "temporal_contrastive_loss", **dict(cfg.LOSS.temporal_contrastive_loss)})
-    task = SimpleNamespace(loss=loss, base_model=model, config=cfg, device=torch.device("cpu"), iteration=0)
-    hook = TemporalContrastiveHook(0.9, shuffle_batch=True)
-    colours = torch.randn(2 * n, 3, generator=torch.Generator().manual_seed(5)) * 1.5  # one per image of the global batch
-    values = colours[rank * n: (rank + 1) * n, 0].tolist()
-    im_k = colours[rank * n: (rank + 1) * n, :, None, None].expand(n, 3, size, size).contiguous()
-    rois_k = torch.tensor([[3, 0, 0, 32, 32], [0, 16, 16, 48, 48], [2, 32, 0, 64, 32], [1, 0, 32, 32, 64],
-                           [0, 32, 32, 64, 64]], dtype=torch.float32)
-    sample = {"input": im_k.flip(0), "data_momentum": [im_k], "region_boxes": [rois_k], "region_boxes_momentum": [rois_k]}
-    task.last_batch = SimpleNamespace(sample=sample)
-    hook.on_forward(task)  # step 0 builds the momentum encoder
-    enc = loss.moco_encoder.eval()
-    enc.load_state_dict(model.state_dict())  # the BN statistics too (step 0 moved them per rank)
-    seen = []
-    handle = enc.register_forward_pre_hook(lambda m, inp: seen.append(inp[0][:, 0, 0, 0].clone()))
-    task.iteration = 1
-    hook.on_forward(task)  # step 1: shuffled across ranks, encoded, unshuffled
-    handle.remove()
-    with torch.no_grad():
-        alone = [enc(im_k[i: i + 1]) for i in range(n)]
-    want_k = torch.cat([torch.nn.functional.normalize(o[0], dim=1) for o in alone])
-    one = torch.tensor([0.0, 1, 1, 1, 1])
-    want_rk = torch.cat([pool_regions(alone[int(r[0])][1], r[None] * one, loss.loss_config["roi_output_size"], 1 / 16)
-                         for r in rois_k])
-    return {"key": loss.key, "want_key": want_k, "region_key": loss.region_key, "want_region_key": want_rk,
-            "encoded_values": seen[0], "values": torch.tensor(values), "distributed": torch.tensor(hook.is_distributed)}
+    out = {}
+    for c, rois_per_rank in enumerate(cases):
+        torch.manual_seed(0)  # same weights on both ranks, as DDP makes them
+        model = build_model(cfg.MODEL, cfg.OPTIMIZER).eval()
+        loss = build_loss({"name": "temporal_contrastive_loss", **dict(cfg.LOSS.temporal_contrastive_loss)})
+        task = SimpleNamespace(loss=loss, base_model=model, config=cfg, device=torch.device("cpu"), iteration=0)
+        hook = TemporalContrastiveHook(0.9, shuffle_batch=True)
+        colours = torch.randn(2 * n, 3, generator=torch.Generator().manual_seed(5)) * 1.5  # one per image of the global batch
+        values = colours[rank * n: (rank + 1) * n, 0].tolist()
+        im_k = colours[rank * n: (rank + 1) * n, :, None, None].expand(n, 3, size, size).contiguous()
+        rois_k = torch.tensor(rois_per_rank[rank], dtype=torch.float32).reshape(-1, 5)
+        sample = {"input": im_k.flip(0), "data_momentum": [im_k], "region_boxes": [rois_k],
+                  "region_boxes_momentum": [rois_k], "shot_data_momentum": [im_k.flip(0)]}
+        task.last_batch = SimpleNamespace(sample=sample)
+        hook.on_forward(task)  # step 0 builds the momentum encoder
+        enc = loss.moco_encoder.eval()
+        enc.load_state_dict(model.state_dict())  # the BN statistics too (step 0 moved them per rank)
+        seen = []
+        handle = enc.register_forward_pre_hook(lambda m, inp: seen.append(inp[0][:, 0, 0, 0].clone()))
+        task.iteration = 1
+        hook.on_forward(task)  # step 1: shuffled across ranks, encoded, pooled where encoded, sent back
+        handle.remove()  # (its second call encoded the shot views: the same images in reverse order)
+        with torch.no_grad():
+            alone = [enc(im_k[i: i + 1]) for i in range(n)]
+        want_k = torch.cat([torch.nn.functional.normalize(o[0], dim=1) for o in alone])
+        one = torch.tensor([0.0, 1, 1, 1, 1])
+        want_rk = torch.cat([pool_regions(alone[int(r[0])][1], r[None] * one, loss.loss_config["roi_output_size"], 1 / 16)
+                             for r in rois_k] or [torch.zeros(0, want_k.shape[1])])
+        out.update({f"key{c}": loss.key, f"want_key{c}": want_k, f"region_key{c}": loss.region_key,
+                    f"want_region_key{c}": want_rk, f"rois{c}": rois_k,
+                    f"all_key{c}": loss.gathered["keys"]["key"], f"shot_key{c}": loss.shot_key,
+                    f"all_shot_key{c}": loss.gathered["keys"]["shot_key"], f"all_region_key{c}": loss.gathered["keys"]["region_key"],
+                    f"region_counts{c}": torch.tensor(loss.gathered["counts"]["region_key"]),
+                    f"encoded_values{c}": seen[0], f"values{c}": torch.tensor(values),
+                    f"encoder{c}": torch.cat([p.flatten() for p in enc.parameters()]),
+                    f"distributed{c}": torch.tensor(hook.is_distributed)})
+    return out
+
+
+def global_batch_case(counts, B=2, C=3, F=5, seed=0):
+    """The global batch of one case of global_batch_loss: every rank's inputs (the same on every
+    rank and in the test's reference). Boxes of side 4 on integer pixels of 8x8 maps: with a 2x2
+    ROIAlign grid each pooled feature is the plain mean of a 4x4 block."""
+    g = torch.Generator().manual_seed(seed + 1000 * sum(counts))
+    W = len(counts)
+    data = {"x_f": torch.randn(W * B, F, generator=g), "x_map": torch.randn(W * B, C, 8, 8, generator=g),
+            "key": torch.nn.functional.normalize(torch.randn(W * B, 4, generator=g), dim=1)}
+    rois, rkeys = [], []
+    for n in counts:
+        xy = torch.randint(0, 5, (n, 2), generator=g).float()
+        rois.append(torch.cat([torch.randint(0, B, (n, 1), generator=g).float(), xy, xy + 4], 1))
+        rkeys.append(torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1))
+    data["rois"], data["region_key"] = rois, rkeys
+    return data
+
+
+class TwoHeads(torch.nn.Module):
+    """A frame head (linear) and a region map head (1x1 conv): the two outputs the loss takes."""
+
+    def __init__(self, C=3, F=5):
+        super().__init__()
+        torch.manual_seed(0)
+        self.frame = torch.nn.Linear(F, 4)
+        self.region = torch.nn.Conv2d(C, 3, 1)
+
+    def forward(self, x_f, x_map):
+        return [self.frame(x_f), self.region(x_map)]
+
+
+LOSS_SETTINGS = dict(embedding_dim=4, queue_size=16, region_embedding_dim=3, region_queue_size=80, temperature=0.2,
+                     region_temperature=0.1, roi_output_size=2, frame_weight=1.0, region_weight=0.5)
+
+
+def global_batch_loss(rank, cases, B=2):
+    """temporal_contrastive_loss under DDP with each case's region pair counts per rank (one step
+    per case, a fresh model and loss): the terms, the gradients DDP leaves, the queues."""
+    from vissl_ext.losses.temporal_contrastive_loss import TemporalContrastiveLoss
+
+    out = {}
+    for i, counts in enumerate(cases):
+        d = global_batch_case(counts, B)
+        model = torch.nn.parallel.DistributedDataParallel(TwoHeads())
+        loss = TemporalContrastiveLoss(LOSS_SETTINGS)
+        out[f"queue0_{i}"], out[f"region_queue0_{i}"] = loss.queue.clone(), loss.region_queue.clone()
+        mine = slice(rank * B, (rank + 1) * B)
+        loss.key, loss.region_key = d["key"][mine], d["region_key"][rank]
+        loss.query_rois, loss.spatial_scale = d["rois"][rank], 1.0
+        total = loss(model(d["x_f"][mine], d["x_map"][mine]))
+        total.backward()
+        out[f"frame_{i}"], out[f"region_{i}"] = loss.last_terms["frame"], loss.last_terms["region"]
+        for name, p in model.module.named_parameters():
+            out[f"grad_{name}_{i}"] = p.grad.clone()
+        out[f"queue_{i}"], out[f"region_queue_{i}"] = loss.queue.clone(), loss.region_queue.clone()
+        out[f"ptr_{i}"], out[f"region_ptr_{i}"] = loss.queue_ptr.clone(), loss.region_queue_ptr.clone()
+    return out
+
+
+def host_reads_of_a_step(rank, per_image=(4, 2)):
+    """benchmarks/bench_comm_sync.py's measured step (the tiny config, batch 4, 64 px, per_image
+    region pairs per image on rank 0 / rank 1, shuffle-BN on): host reads and collective bytes by site."""
+    import sys
+    from types import SimpleNamespace
+
+    from vissl_ext_testing import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_comm_sync
+
+    a = SimpleNamespace(config="pretrain/tiny/region_tracker_cpu", override=[], device="cpu", batch=4, size=64,
+                        regions=per_image[0], regions_rank1=per_image[1])
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    return bench_comm_sync.measure(rank, world, a, None)

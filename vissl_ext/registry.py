@@ -138,7 +138,7 @@ def register_hook_factory(name: str):
 
 
 def hook_generator(cfg) -> List:
-    """VISSL's default hooks followed by every registered factory's hooks."""
+    """VISSL's default hooks followed by every registered factory's hooks, VISSL's loss NaN check last."""
     from vissl.hooks import default_hook_generator
 
     hooks = list(default_hook_generator(cfg))
@@ -147,4 +147,8 @@ def hook_generator(cfg) -> List:
         if extra:
             logging.info(f"vissl_ext hook factory '{name}' adds {[type(h).__name__ for h in extra]}")
         hooks.extend(extra)
-    return hooks
+    # VISSL's loss check last: a plugin's own check of the same step names the cause first
+    # (temporal_contrastive_loss names the term that is not finite)
+    from vissl.hooks import CheckNanLossHook
+
+    return [h for h in hooks if not isinstance(h, CheckNanLossHook)] + [h for h in hooks if isinstance(h, CheckNanLossHook)]

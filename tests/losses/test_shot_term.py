@@ -39,7 +39,7 @@ def test_frame_plus_shot_term_equals_straightforward_computation():
     q = unit(frame_q)
     want = nce_by_hand(q, loss.key, queue0, 0.2) + 0.5 * nce_by_hand(q, loss.shot_key, squeue0, 0.1)
     assert got.item() == pytest.approx(want, rel=1e-5)
-    assert loss.last_terms["shot"] == pytest.approx(nce_by_hand(q, loss.shot_key, squeue0, 0.1), rel=1e-5)
+    assert float(loss.last_terms["shot"]) == pytest.approx(nce_by_hand(q, loss.shot_key, squeue0, 0.1), rel=1e-5)
     # each queue receives the keys of its own term
     assert int(loss.queue_ptr) == 3 and int(loss.shot_queue_ptr) == 3
     assert torch.allclose(loss.queue[:, :3].T, loss.key) and torch.allclose(loss.shot_queue[:, :3].T, loss.shot_key)

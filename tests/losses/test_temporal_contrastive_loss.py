@@ -107,14 +107,32 @@ def test_batch_without_region_pairs_trains_frame_term_alone_and_is_counted():
     assert region_map.grad is not None and float(region_map.grad.abs().sum()) == 0.0  # in the graph, no push
 
 
-def test_nan_stops_with_the_iteration_named_and_queues_untouched():
+def test_nan_stops_naming_the_term_and_the_iteration():
+    """The check runs on the loss value VISSL's train step has read (no sync of its own); only
+    then are the terms read, to name the one that is not finite."""
+    from vissl_ext.hooks.temporal_contrastive_hook import TemporalContrastiveHook
+
     loss = make_loss()
     loss.key = unit(torch.randn(2, 4))
     loss.region_key, loss.query_rois, loss.spatial_scale = torch.zeros(0, 3), torch.zeros(0, 5), 1.0
     loss.iteration = 17
-    q0 = loss.queue.clone()
-    with pytest.raises(FloatingPointError, match="iteration 17"):
-        loss([torch.full((2, 4), float("nan")), torch.randn(2, 3, 8, 8)])
-    assert torch.equal(loss.queue, q0) and int(loss.queue_ptr) == 0
+    got = loss([torch.full((2, 4), float("nan")), torch.randn(2, 3, 8, 8)])
+    hook = TemporalContrastiveHook(0.9, shuffle_batch=False)
+    task = SimpleNamespace(loss=loss, losses=[float(got) * 2])
+    with pytest.raises(FloatingPointError, match="the frame term is nan at iteration 17; stopping before the optimizer"):
+        hook.on_loss_and_meter(task)
+    hook.on_loss_and_meter(SimpleNamespace(loss=loss, losses=[1.5]))  # a finite step passes
+    with pytest.raises(FloatingPointError, match="every term of this rank is finite: another rank's is not"):
+        make_loss().raise_if_nonfinite(float("inf"))
 
 
+def test_vissl_nan_check_runs_after_the_loss_check():
+    from vissl.hooks import CheckNanLossHook
+
+    from vissl_ext.hooks.temporal_contrastive_hook import TemporalContrastiveHook
+    from vissl_ext.registry import hook_generator
+    from vissl_ext_testing import compose
+
+    hooks = hook_generator(compose("config=pretrain/tiny/region_tracker_cpu"))
+    kinds = [type(h) for h in hooks]
+    assert kinds.index(TemporalContrastiveHook) < kinds.index(CheckNanLossHook)

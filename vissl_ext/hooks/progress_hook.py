@@ -3,6 +3,8 @@ model, iterations, checkpoint folder), one line per logging step (loss and its t
 iterations/s, ETA) and a closing line. Rank 0 only; the lines also go to log.txt."""
 import time
 
+import torch
+
 from vissl_ext.utils.console import say
 from vissl_ext.hooks.base import EventHook
 from vissl_ext.registry import register_hook_factory
@@ -82,12 +84,14 @@ class ConsoleProgressHook(EventHook):
         it = task.iteration
         if it % self.log_frequency and it != task.max_iteration:
             return
-        loss = task.last_batch.loss
-        text = f"iter {it:>{len(str(task.max_iteration))}}/{task.max_iteration}  loss {float(loss):.4f}"
-        terms = getattr(task.loss, "last_terms", None) or {}
-        for k, v in terms.items():
-            if isinstance(v, float):
-                text += f"  {k} {v:.4f}"
+        terms = {k: v for k, v in (getattr(task.loss, "last_terms", None) or {}).items()
+                 if isinstance(v, torch.Tensor) and v.numel() == 1}
+        # the loss terms stay on the device until here: one host read for all of them
+        values = torch.stack([task.last_batch.loss.detach().float().reshape(())]
+                             + [v.detach().float().reshape(()) for v in terms.values()]).tolist()
+        text = f"iter {it:>{len(str(task.max_iteration))}}/{task.max_iteration}  loss {values[0]:.4f}"
+        for k, v in zip(terms, values[1:]):
+            text += f"  {k} {v:.4f}"
         done = it - self.first_iteration
         elapsed = time.time() - self.t0
         if done > 0 and elapsed > 0:

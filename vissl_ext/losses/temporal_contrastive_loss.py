@@ -18,6 +18,19 @@ The model is ``resnet_regions`` with two heads (MLP on the pooled res5 features,
 ``dense_region_head`` on the region feature map); the momentum encoder, its keys and the boxes
 come from TemporalContrastiveHook, as VISSL's MoCoHook does for moco_loss. Queues are
 gathered across ranks (identical on every rank) and saved in checkpoints with the encoder.
+
+Under DDP the loss is that of the global batch. The frame and shot terms are means over each
+rank's B queries; ranks hold equal B, so DDP's average of the ranks' gradients is the gradient of
+the mean over all W*B queries. Ranks hold different numbers of region pairs, so the region term
+of rank r is W * (sum of its pairs' cross-entropies) / N, N the pair count of all ranks: DDP's
+average over the W ranks then gives the gradient of (sum over all N pairs) / N, each pair
+weighing 1/N whichever rank holds it, and the mean of the ranks' reported losses (VISSL's
+all-reduced loss) is the global batch's. In one process this is the plain mean.
+
+Host syncs: the loss reads no tensor value on the host in a step. Queue pointers are mirrored on
+the host; the pair counts of other ranks come from the hook (shuffle-BN) or one all_gather read
+once; the finite check reads the loss value VISSL's train step has already read
+(raise_if_nonfinite, called by the hook in on_loss_and_meter).
 """
 import logging
 import math
@@ -67,14 +80,25 @@ def check_region_map(fmap: torch.Tensor, input_hw, scale: float, what: str):
                          f"stride {stride} (expected {want})")
 
 
-def gather_variable(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate the rows of x from every rank (rank order); ranks may hold different counts."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_counts(local: List[int], device) -> List[List[int]]:
+    """Every rank's list of local counts (rank order), read on the host: one sync."""
+    t = torch.tensor(local, dtype=torch.long).to(device, non_blocking=True)
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return torch.stack(out).tolist()
+
+
+def gather_variable(x: torch.Tensor, counts: List[int] = None) -> torch.Tensor:
+    """Concatenate the rows of x from every rank (rank order); ranks may hold different counts.
+    counts: every rank's row count when the caller knows them (else gathered: one host sync)."""
+    if world_size() == 1:
         return x
-    n = torch.tensor([x.shape[0]], device=x.device)
-    counts = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(counts, n)
-    counts = [int(c) for c in counts]
+    if counts is None:
+        counts = [c[0] for c in gather_counts([x.shape[0]], x.device)]
     padded = x.new_zeros((max(max(counts), 1),) + tuple(x.shape[1:]))
     padded[: x.shape[0]] = x
     out = [torch.zeros_like(padded) for _ in counts]
@@ -82,28 +106,36 @@ def gather_variable(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([o[:c] for o, c in zip(out, counts)], 0)
 
 
-def ring_write(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor):
+def ring_write(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor, p: int = None) -> int:
     """Write keys [n, D] into the columns of queue [D, Q] from ptr on, wrapping around; the
-    newest Q keys win when n > Q."""
+    newest Q keys win when n > Q. p: ptr's value when the caller mirrors it on the host (else it
+    is read: a sync). Returns the new pointer."""
     Q = queue.shape[1]
     n = keys.shape[0]
+    if p is None:
+        p = int(ptr)
     if n == 0:
-        return
+        return p
     if n > Q:
         keys = keys[-Q:]
         n = Q
-    p = int(ptr)
-    idx = (torch.arange(n, device=queue.device) + p) % Q
-    queue[:, idx] = keys.T.to(queue.dtype)
-    ptr[0] = (p + n) % Q
+    cols = keys.T.to(queue.dtype)
+    first = min(n, Q - p)
+    queue[:, p: p + first] = cols[:, :first]
+    queue[:, : n - first] = cols[:, first:]
+    p = (p + n) % Q
+    ptr.fill_(p)
+    return p
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float,
+             reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of each query against its key (positive, first) and the queue (negatives)."""
     l_pos = (q * k).sum(dim=1, keepdim=True)
     l_neg = q @ queue.clone().detach()
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature
-    return nn.functional.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+    return nn.functional.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device),
+                                       reduction=reduction)
 
 
 @register_loss("temporal_contrastive_loss")
@@ -135,19 +167,50 @@ class TemporalContrastiveLoss(ClassyLoss):
         self.query_rois = None
         self.spatial_scale = None
         self.query_input_size = None
+        # under shuffle-BN the hook has every rank's keys and counts already: {"keys": {name:
+        # [all rows]}, "counts": {name: [rows of each rank]}} for key / region_key / shot_key
+        self.gathered = None
         self.iteration = -1
         self.last_terms = {}
+        self._ptrs = {}  # host mirror of the queue pointers: reading them is a sync
 
     @classmethod
     def from_config(cls, config):
         return cls(dict(config))
 
-    def _check_finite(self, name: str, value: torch.Tensor):
-        if not torch.isfinite(value).all():
-            raise FloatingPointError(
-                f"temporal_contrastive_loss: the {name} term is {value.item()} at iteration {self.iteration}; "
-                f"stopping before the optimizer step, so no checkpoint holds it. Lower the learning rate or check "
-                f"the data of this step (empty or degenerate boxes?)")
+    def raise_if_nonfinite(self, loss_value: float):
+        """Stop when the step's loss (as VISSL's train step read it on the host) is not finite,
+        naming the term of this rank that is not: before the backward pass and the optimizer step,
+        so no checkpoint holds it. Reads the terms on the host only then."""
+        if math.isfinite(loss_value):
+            return
+        terms = {k: float(v) for k, v in self.last_terms.items() if isinstance(v, torch.Tensor)}
+        bad = [f"the {k} term is {v}" for k, v in terms.items() if not math.isfinite(v)]
+        what = "; ".join(bad) if bad else (f"the loss is {loss_value} (every term of this rank is finite: another "
+                                            f"rank's is not)")
+        raise FloatingPointError(
+            f"temporal_contrastive_loss: {what} at iteration {self.iteration}; stopping before the optimizer step, "
+            f"so no checkpoint holds it. Lower the learning rate or check the data of this step (empty or "
+            f"degenerate boxes?)")
+
+    def _everyone(self, local: dict):
+        """(every rank's keys, every rank's counts) for each name of local: from the hook when it
+        gathered them with the shuffle-BN unshuffle, else gathered here with one host read of the
+        counts."""
+        if world_size() == 1:
+            return local, {n: [v.shape[0]] for n, v in local.items()}
+        have = self.gathered or {"keys": {}, "counts": {}}
+        keys, counts = dict(have["keys"]), dict(have["counts"])
+        todo = [n for n in local if n not in keys]
+        if any(n not in counts for n in todo):
+            rows = gather_counts([local[n].shape[0] for n in todo], local[todo[0]].device)
+            counts.update({n: [r[i] for r in rows] for i, n in enumerate(todo)})
+        for n in todo:
+            keys[n] = gather_variable(local[n], counts[n])
+        return keys, counts
+
+    def _enqueue(self, name: str, keys: torch.Tensor):
+        self._ptrs[name] = ring_write(getattr(self, name), getattr(self, name + "_ptr"), keys, self._ptrs.get(name))
 
     def forward(self, output: List[torch.Tensor], target=None) -> torch.Tensor:
         c = self.loss_config
@@ -162,7 +225,13 @@ class TemporalContrastiveLoss(ClassyLoss):
         frame_q, region_map = output
         q = nn.functional.normalize(frame_q, dim=1)
         loss_frame = info_nce(q, self.key, self.queue, c["temperature"])
-        self._check_finite("frame", loss_frame)
+        shot = self._shot_term(q)
+        local = {"key": self.key}
+        if self.region_key is not None:
+            local["region_key"] = self.region_key
+        if shot is not None:
+            local["shot_key"] = self.shot_key
+        everyone, counts = self._everyone(local)
 
         rois = self.query_rois
         if region_map is None:
@@ -171,29 +240,28 @@ class TemporalContrastiveLoss(ClassyLoss):
             if self.query_input_size is not None:
                 check_region_map(region_map, self.query_input_size, self.spatial_scale, "query view (input)")
             qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale)
-            loss_region = info_nce(qr, self.region_key, self.region_queue, c["region_temperature"])
+            # the global batch's mean over its N pairs, times W as DDP averages the W ranks' gradients
+            loss_region = (info_nce(qr, self.region_key, self.region_queue, c["region_temperature"], "sum")
+                           * (world_size() / sum(counts["region_key"])))
         else:
-            # no region pair in this batch (all boxes cropped away): frame term alone; the zero
+            # no region pair on this rank (all boxes cropped away): frame term alone; the zero
             # keeps the region head in the graph, as DDP needs every parameter to get a gradient
             loss_region = region_map.sum() * 0.0
             self.num_batches_without_regions += 1
-            logging.info(f"temporal_contrastive_loss: no region pair at iteration {self.iteration} "
-                         f"({int(self.num_batches_without_regions)} such batches so far)")
-        self._check_finite("region", loss_region)
-        loss_shot = self._shot_term(q)
+            logging.info(f"temporal_contrastive_loss: no region pair at iteration {self.iteration}")
 
         with torch.no_grad():
-            ring_write(self.queue, self.queue_ptr, gather_variable(self.key))
-            if self.region_key is not None:
-                ring_write(self.region_queue, self.region_queue_ptr, gather_variable(self.region_key))
-            if loss_shot is not None:
-                ring_write(self.shot_queue, self.shot_queue_ptr, gather_variable(self.shot_key))
-        self.last_terms = {"frame": float(loss_frame.detach()), "region": float(loss_region.detach()),
+            for name, queue in (("key", "queue"), ("region_key", "region_queue"), ("shot_key", "shot_queue")):
+                if name in everyone:
+                    self._enqueue(queue, everyone[name])
+        # device tensors, read on the host only when logged; "region" is this rank's share: the
+        # mean over ranks is the global region term
+        self.last_terms = {"frame": loss_frame.detach(), "region": loss_region.detach(),
                            "regions": int(rois.shape[0]) if rois is not None else 0}
         total = c["frame_weight"] * loss_frame + c["region_weight"] * loss_region
-        if loss_shot is not None:
-            self.last_terms["shot"] = float(loss_shot.detach())
-            total = total + c["shot_weight"] * loss_shot
+        if shot is not None:
+            self.last_terms["shot"] = shot.detach()
+            total = total + c["shot_weight"] * shot
         return total
 
     def _shot_term(self, q: torch.Tensor):
@@ -204,9 +272,7 @@ class TemporalContrastiveLoss(ClassyLoss):
         if self.shot_key is None or self.shot_key.shape[0] != q.shape[0]:
             raise RuntimeError("temporal_contrastive_loss: shot_weight > 0 but the batch has no shot keys for its "
                                "queries; use the video_shot_triplets source with COLLATE_FUNCTION=shot_moco_collator")
-        loss_shot = info_nce(q, self.shot_key, self.shot_queue, self.loss_config["shot_temperature"])
-        self._check_finite("shot", loss_shot)
-        return loss_shot
+        return info_nce(q, self.shot_key, self.shot_queue, self.loss_config["shot_temperature"])
 
     def __repr__(self):
         return pprint.pformat({"name": "temporal_contrastive_loss", **self.loss_config}, indent=2)
@@ -214,6 +280,7 @@ class TemporalContrastiveLoss(ClassyLoss):
     def load_state_dict(self, state_dict, *args, **kwargs):
         """As VISSL's MoCoLoss: before the momentum encoder exists (resume), keep the state for
         the hook to restore once it has built the encoder."""
+        self._ptrs = {}  # the pointers change: read them again once
         if self.moco_encoder is None:
             self.checkpoint = state_dict
             logging.info("temporal_contrastive_loss: checkpoint stored until the momentum encoder is built")
