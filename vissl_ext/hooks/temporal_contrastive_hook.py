@@ -5,6 +5,7 @@ import torch
 from vissl.hooks.moco_hooks import MoCoHook
 
 from vissl_ext.losses.temporal_contrastive_loss import check_region_map, loss_settings, pool_regions
+from vissl_ext.models.region_head import region_projector
 from vissl_ext.registry import register_hook_factory
 from vissl_ext.tracking.features import FEATURE_STRIDE
 
@@ -48,8 +49,10 @@ class TemporalContrastiveHook(MoCoHook):
             scale = region_spatial_scale(task.config)
             check_region_map(k_map, im_k.shape[-2:], scale, "key view (data_momentum)")
             rois_k = sample["region_boxes_momentum"][0]
-            loss.region_key = pool_regions(k_map, rois_k, loss.loss_config["roi_output_size"], scale)
+            loss.region_key = pool_regions(k_map, rois_k, loss.loss_config["roi_output_size"], scale,
+                                           region_projector(loss.moco_encoder))
             loss.query_rois = sample["region_boxes"][0]
+            loss.region_project = region_projector(task.base_model)
             loss.spatial_scale = scale
             loss.query_input_size = tuple(im_q.shape[-2:])
         if "shot_data_momentum" in sample:
