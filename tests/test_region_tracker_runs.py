@@ -149,6 +149,20 @@ def test_device_augmentation_backend_trains_region_pairs(tracks, tmp_path):
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
 
 
+def test_pool_then_project_with_channels_last_trains(tracks, tmp_path):
+    """The paper's region embedding through VISSL's launcher; its checkpoint has the default's keys
+    and shapes (either embedding loads the other's weights)."""
+    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.MODEL.HEAD.PARAMS.1.1.embedding=pool_then_project",
+                              "config.MODEL.TRUNK.CHANNELS_LAST=true"), cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+    ck = torch.load(tmp_path / "ck" / "model_final_checkpoint_phase0.torch", map_location="cpu", weights_only=True)
+    head = {k: v.shape for k, v in ck["classy_state_dict"]["base_model"]["model"]["heads"].items() if k.startswith("1.")}
+    assert head == {"1.mlp.0.weight": (1024, 1024, 1, 1), "1.mlp.0.bias": (1024,), "1.mlp.2.weight": (128, 1024, 1, 1),
+                    "1.mlp.2.bias": (128,)}
+
+
 GPU_AMP = ["config.MACHINE.DEVICE=gpu", "config.DISTRIBUTED.BACKEND=nccl", "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
            "config.MODEL.AMP_PARAMS.USE_AMP=true", "config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"]
 
