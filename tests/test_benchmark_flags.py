@@ -38,6 +38,8 @@ def test_bench_ris_with_fewer_units_than_top_k(monkeypatch, capsys):
     ("bench_pairs", ["--pairs", "0"], "--pairs must be >= 1, got 0"),  # was ZeroDivisionError
     ("bench_pairs", ["--rounds", "0"], "--rounds must be >= 1, got 0"),  # was max() of an empty sequence
     ("bench_pairs", ["--videos", "/no/such/video.mp4"], "--videos: no such file"),
+    ("bench_train_step", ["--variants", "fp32,fp16"], "--variants: unknown ['fp16']"),
+    ("bench_train_step", ["--steps", "0"], "--steps must be >= 1, got 0"),
 ])
 def test_bad_flag_values_are_argparse_errors(monkeypatch, capsys, name, argv, says):
     with pytest.raises(SystemExit) as e:
@@ -46,7 +48,7 @@ def test_bad_flag_values_are_argparse_errors(monkeypatch, capsys, name, argv, sa
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-@pytest.mark.parametrize("name", ["bench_ris", "bench_gpu_aug"])
+@pytest.mark.parametrize("name", ["bench_ris", "bench_gpu_aug", "bench_train_step"])
 def test_cuda_flag_without_cuda_says_so(monkeypatch, capsys, name):
     """Was 'RuntimeError: Found no NVIDIA driver' from deep inside torch."""
     with pytest.raises(SystemExit) as e:
@@ -62,3 +64,15 @@ def test_bench_pairs_leaves_no_frames_in_tmp(monkeypatch, tmp_path, capsys):
           "--short-side", "64")
     assert "aims: fast" in capsys.readouterr().out
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow  # builds four ResNet-50 models
+def test_bench_train_step_reports_fp32_against_amp_and_channels_last(monkeypatch, capsys):
+    assert _main(monkeypatch, "bench_train_step", "--batch", "2", "--size", "32", "--steps", "1", "--regions", "1",
+                 "--variants", "fp32,amp_channels_last", "--embedding", "pool_then_project") == 0
+    out = capsys.readouterr().out
+    assert "AMP = bf16 autocast" in out and "region embedding pool_then_project" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith(("fp32 ", "amp_channels_last ")) and "s/step" in ln]
+    assert [r[0] for r in rows] == ["fp32", "amp_channels_last"]
+    assert all(float(r[1]) > 0 and float(r[3]) > 0 for r in rows)  # s/step of both models
+    assert "amp_channels_last vs fp32: frame_temporal x" in out

@@ -166,3 +166,33 @@ def test_device_augmentation_backend_trains_region_pairs(tracks, tmp_path):
     assert "adds ['DeviceAugmentHook']" in out and "with at least one region pair" in out
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+
+
+def test_pool_then_project_with_channels_last_trains(tracks, tmp_path):
+    """The paper's region embedding through VISSL's launcher; its checkpoint has the default's keys
+    and shapes (either embedding loads the other's weights)."""
+    rc, out = run_engine(base(tracks, tmp_path / "ck", "config.MODEL.HEAD.PARAMS.1.1.embedding=pool_then_project",
+                              "config.MODEL.TRUNK.CHANNELS_LAST=true"), cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+    ck = torch.load(tmp_path / "ck" / "model_final_checkpoint_phase0.torch", map_location="cpu", weights_only=True)
+    head = {k: v.shape for k, v in ck["classy_state_dict"]["base_model"]["model"]["heads"].items() if k.startswith("1.")}
+    assert head == {"1.mlp.0.weight": (1024, 1024, 1, 1), "1.mlp.0.bias": (1024,), "1.mlp.2.weight": (128, 1024, 1, 1),
+                    "1.mlp.2.bias": (128,)}
+
+
+GPU_AMP = ["config.MACHINE.DEVICE=gpu", "config.DISTRIBUTED.BACKEND=nccl", "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
+           "config.MODEL.AMP_PARAMS.USE_AMP=true", "config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="VISSL runs mixed precision on CUDA only")
+@pytest.mark.parametrize("extra", [[], ["config.MODEL.TRUNK.CHANNELS_LAST=true",
+                                        "config.MODEL.HEAD.PARAMS.1.1.embedding=pool_then_project"]])
+def test_mixed_precision_trains_on_a_gpu(tracks, tmp_path, extra):
+    """USE_AMP with AMP_TYPE=pytorch: VISSL's torch.cuda.amp autocast and GradScaler, boxes in fp32."""
+    rc, out = run_engine(base(tracks, tmp_path / "ck", *GPU_AMP, *extra), cwd=tmp_path, env={"VISSL_EXT_VERBOSE": "1"})
+    assert rc == 0, out[-3000:]
+    assert "Setting AMP: AmpType.PYTORCH" in out
+    ls = losses(tmp_path / "ck")
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)

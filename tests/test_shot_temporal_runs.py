@@ -88,3 +88,15 @@ def test_shot_keys_are_the_momentum_encoding_of_the_other_shot_view(joined_frame
         recs = [json.loads(line) for line in f]
     assert len(recs) == 2
     assert all(r["shot_view"] and not r["frame_view"] and r["key_is_frame_view"] for r in recs), recs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="VISSL runs mixed precision on CUDA only")
+def test_mixed_precision_trains_on_a_gpu(joined_frames, tmp_path):
+    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
+                          f"config.CHECKPOINT.DIR={tmp_path}/ck", *_runs.GPU_AMP], cwd=tmp_path,
+                         env={"VISSL_EXT_VERBOSE": "1"})
+    assert rc == 0, out[-3000:]
+    assert "Setting AMP: AmpType.PYTORCH" in out
+    with open(tmp_path / "ck" / "stdout.json") as f:
+        losses = [json.loads(line)["loss"] for line in f if line.strip()]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

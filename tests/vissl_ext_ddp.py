@@ -187,3 +187,47 @@ def host_reads_of_a_step(rank, per_image=(4, 2)):
                         regions=per_image[0], regions_rank1=per_image[1])
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     return bench_comm_sync.measure(rank, world, a, None)
+
+
+def region_embedding_grads(rank, embedding, channels_last):
+    """VISSL's region model in DDP as VISSL wraps it (find_unused_parameters off), the region head
+    set to ``embedding``, three steps with each rank's own batch and region count (rank 0 has none
+    at step 1); returns per step how many parameters got no gradient and the region head's and
+    first convolution's gradients, and a last forward (DDP raises there when a step left a
+    parameter unreduced)."""
+    from types import SimpleNamespace
+
+    from classy_vision.losses import build_loss
+    from torch.nn.parallel import DistributedDataParallel
+    from vissl.models import build_model
+
+    from vissl_ext.hooks.temporal_contrastive_hook import TemporalContrastiveHook
+    from vissl_ext_testing import compose
+
+    cfg = compose("config=pretrain/tiny/region_tracker_cpu", f"config.MODEL.HEAD.PARAMS.1.1.embedding={embedding}",
+                  f"config.MODEL.TRUNK.CHANNELS_LAST={channels_last}")
+    torch.manual_seed(0)
+    model = build_model(cfg.MODEL, cfg.OPTIMIZER)
+    ddp = DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=False)
+    loss = build_loss({"name": "temporal_contrastive_loss", **dict(cfg.LOSS.temporal_contrastive_loss)})
+    task = SimpleNamespace(loss=loss, base_model=model, config=cfg, device=torch.device("cpu"), iteration=0)
+    hook = TemporalContrastiveHook(0.99, shuffle_batch=False)
+    out = {}
+    for step, counts in enumerate([(2, 3), (0, 2), (1, 1)]):
+        g = torch.Generator().manual_seed(10 * step + rank)
+        rois = torch.tensor([[i % 2, 4 + 4 * i, 8, 36 + 4 * i, 48] for i in range(counts[rank])],
+                            dtype=torch.float32).reshape(-1, 5)
+        sample = {"input": torch.randn(2, 3, 64, 64, generator=g), "data_momentum": [torch.randn(2, 3, 64, 64, generator=g)],
+                  "region_boxes": [rois], "region_boxes_momentum": [rois]}
+        task.iteration, task.last_batch = step, SimpleNamespace(sample=sample)
+        output = ddp(sample["input"])
+        hook.on_forward(task)
+        ddp.zero_grad(set_to_none=True)
+        loss(output).backward()
+        out[f"missing{step}"] = torch.tensor(sum(p.grad is None for p in model.parameters()))
+        out[f"head{step}"] = torch.cat([p.grad.flatten() for p in model.heads[1].parameters()])
+        out[f"conv1_{step}"] = model.trunk._feature_blocks.conv1.weight.grad.flatten().clone()
+    ddp(torch.randn(2, 3, 64, 64))
+    out["conv1_channels_last"] = torch.tensor(model.trunk._feature_blocks.conv1.weight.is_contiguous(
+        memory_format=torch.channels_last))
+    return out

@@ -95,6 +95,32 @@ def _validate_params_file(config):
         raise ConfigError(f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE: {e}") from None
 
 
+AMP_TYPES = ("apex", "pytorch")
+AMP_ON_GPU = "config.MACHINE.DEVICE=gpu config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"
+
+
+@register_config_validator
+def _validate_amp(config):
+    """config.MODEL.AMP_PARAMS: mixed precision only where VISSL runs it. VISSL's task asserts a
+    CUDA device in every worker (a 34-line traceback on CPU) and reads AMP_TYPE as apex or pytorch.
+    Whether apex is installed is a property of the machine: engines/preflight.py checks it."""
+    amp = (config.get("MODEL", {}) or {}).get("AMP_PARAMS", {}) or {}
+    use = amp.get("USE_AMP", False)
+    if not isinstance(use, bool):
+        raise ConfigError(f"config.MODEL.AMP_PARAMS.USE_AMP must be true or false, got {use!r}")
+    if not use:
+        return
+    amp_type = amp.get("AMP_TYPE", "apex")
+    if str(amp_type).lower() not in AMP_TYPES:
+        raise ConfigError(f"config.MODEL.AMP_PARAMS.AMP_TYPE must be one of {list(AMP_TYPES)}, got {amp_type!r}"
+                          f"{did_you_mean(str(amp_type), AMP_TYPES)}")
+    device = (config.get("MACHINE", {}) or {}).get("DEVICE", "gpu")
+    if device != "gpu":
+        raise ConfigError(f"config.MODEL.AMP_PARAMS.USE_AMP=true with config.MACHINE.DEVICE={device}: VISSL runs mixed "
+                          f"precision on CUDA only; on CPU train with config.MODEL.AMP_PARAMS.USE_AMP=false, on a GPU "
+                          f"with {AMP_ON_GPU}")
+
+
 def validate_config(config):
     """Run every registered validator on a composed VISSL config (AttrDict)."""
     for fn in _VALIDATORS:

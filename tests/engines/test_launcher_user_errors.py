@@ -132,3 +132,30 @@ def test_ris_manifest_listing_missing_images_fails_before_any_worker(capsys, tmp
     line = one_error_line(capsys, ["config=benchmark/ris/aloi_viewpoint", "config.MACHINE.DEVICE=cpu",
                                    "config.DISTRIBUTED.NUM_PROC_PER_NODE=1", f"config.DATA.TEST.DATA_PATHS=[{m}]"])
     assert "missing images" in line and "gone/0.png" in line
+
+
+@pytest.mark.parametrize("overrides,names", [
+    # VISSL asserts a CUDA device in every worker (a 34-line traceback): one line naming what works
+    ([TINY_RT, "config.MODEL.AMP_PARAMS.USE_AMP=true"], ["config.MODEL.AMP_PARAMS.USE_AMP=false",
+                                                          "config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"]),
+    (["config=pretrain/tiny/shot_temporal_cpu", "config.MODEL.AMP_PARAMS.USE_AMP=true",
+      "config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"], ["config.MODEL.AMP_PARAMS.USE_AMP=false"]),
+    ([TINY_RT, "config.MODEL.AMP_PARAMS.USE_AMP=true", "config.MODEL.AMP_PARAMS.AMP_TYPE=pytroch"],
+     ["config.MODEL.AMP_PARAMS.AMP_TYPE", "did you mean `pytorch`?"]),
+])
+def test_mixed_precision_where_vissl_cannot_run_it(capsys, overrides, names):
+    line = one_error_line(capsys, overrides)
+    assert all(n in line for n in names), line
+
+
+def test_apex_amp_without_apex_names_pytorch_amp(capsys):
+    from vissl.utils.misc import is_apex_available
+
+    if is_apex_available():
+        pytest.skip("apex is installed here")
+    gpu = ["config=pretrain/region_tracker", f"config.DISTRIBUTED.NUM_PROC_PER_NODE={max(torch.cuda.device_count(), 1)}",
+           "config.MODEL.AMP_PARAMS.USE_AMP=true"]
+    line = one_error_line(capsys, gpu)  # AMP_TYPE: VISSL's default, apex
+    assert "apex is not installed" in line and "config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch" in line
+    if torch.cuda.device_count() == 0:  # with PyTorch's AMP the next check is the machine's missing GPU
+        assert "no GPU" in one_error_line(capsys, gpu + ["config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch"])

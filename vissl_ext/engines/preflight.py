@@ -3,6 +3,9 @@ composition errors and misspelled keys are :func:`vissl_ext.config.compose_confi
 
 - :func:`check_devices`: ``MACHINE.DEVICE=gpu`` on a machine with fewer GPUs than
   ``NUM_PROC_PER_NODE`` names the overrides that run on what the machine has.
+- :func:`check_amp`: ``USE_AMP`` with ``AMP_TYPE=apex`` (VISSL's default) on a machine without
+  NVIDIA apex names ``AMP_TYPE=pytorch`` (PyTorch's own AMP), instead of a RuntimeError in every
+  worker. AMP on CPU and unknown AMP types are config errors (vissl_ext/config.py).
 - :func:`check_data_paths`: every data source of a split the run uses that has a
   ``check_data_path(cfg, path, split)`` classmethod (ours: video_frames, video_frame_pairs,
   video_region_pairs, ris_manifest; other projects may add theirs) reads its path the way its
@@ -39,6 +42,18 @@ def check_devices(config):
     found = "no GPU" if have == 0 else f"{have} GPU{'s' if have > 1 else ''}"
     raise ConfigError(f"{want} GPUs asked (config.MACHINE.DEVICE=gpu config.DISTRIBUTED.NUM_PROC_PER_NODE={want}) but "
                       f"this machine has {found}: run with {fix}")
+
+
+def check_amp(config):
+    """Apex AMP asked on a machine where ``import apex`` fails (as VISSL checks it)."""
+    amp = config.MODEL.AMP_PARAMS
+    if not amp.USE_AMP or str(amp.AMP_TYPE).lower() != "apex":
+        return
+    from vissl.utils.misc import is_apex_available
+
+    if not is_apex_available():
+        raise ConfigError("config.MODEL.AMP_PARAMS.USE_AMP=true with AMP_TYPE=apex (VISSL's default), but apex is not "
+                          "installed: use PyTorch's AMP with config.MODEL.AMP_PARAMS.AMP_TYPE=pytorch")
 
 
 def _used_splits(config) -> List[str]:
@@ -84,6 +99,7 @@ def check_data_paths(config) -> List[dict]:
 def check_before_launch(config) -> List[dict]:
     """Everything the launcher checks after validation and before spawning any worker; returns
     what :func:`stamp_validated` records."""
+    check_amp(config)
     check_devices(config)
     return check_data_paths(config)
 

@@ -17,6 +17,7 @@ from vissl.utils.misc import concat_all_gather
 
 from vissl_ext.losses.temporal_contrastive_loss import check_region_map, loss_settings, pool_regions
 from vissl_ext.models.strides import FEATURE_STRIDE
+from vissl_ext.models.region_head import region_projector
 from vissl_ext.registry import register_hook_factory
 
 
@@ -60,6 +61,7 @@ class TemporalContrastiveHook(MoCoHook):
         loss.key, loss.region_key, gathered = self._encode_keys(im_k, task, rois_k, scale)
         if rois_k is not None:
             loss.query_rois = sample["region_boxes"][0]
+            loss.region_project = region_projector(task.base_model)
             loss.spatial_scale = scale
             loss.query_input_size = tuple(im_q.shape[-2:])
         if "shot_data_momentum" in sample:
@@ -91,7 +93,8 @@ class TemporalContrastiveHook(MoCoHook):
             return k, None, None
         k_map = out[1]
         check_region_map(k_map, im.shape[-2:], scale, "key view (data_momentum)")
-        return k, pool_regions(k_map, rois, task.loss.loss_config["roi_output_size"], scale), None
+        return k, pool_regions(k_map, rois, task.loss.loss_config["roi_output_size"], scale,
+                               region_projector(task.loss.moco_encoder)), None
 
     @torch.no_grad()
     def _encode_shuffled(self, im, task, rois, scale, salt):
@@ -120,7 +123,8 @@ class TemporalContrastiveHook(MoCoHook):
         k_map = out[1]
         check_region_map(k_map, im.shape[-2:], scale, "key view (data_momentum)")
         all_rk = _pool_where_encoded(k_map, rois[order], n_img, perm, where, W, B,
-                                     task.loss.loss_config["roi_output_size"], scale)
+                                     task.loss.loss_config["roi_output_size"], scale,
+                                     region_projector(task.loss.moco_encoder))
         per_rank = [sum(n_img[r * B:(r + 1) * B]) for r in range(W)]
         start = sum(per_rank[:rank])
         rk = torch.empty_like(all_rk[: per_rank[rank]])
@@ -135,7 +139,7 @@ def _index(values, device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
 
 
-def _pool_where_encoded(k_map, rois, n_img, perm, where, W, B, output_size, scale) -> torch.Tensor:
+def _pool_where_encoded(k_map, rois, n_img, perm, where, W, B, output_size, scale, project=None) -> torch.Tensor:
     """Region keys of every rank's boxes (rank order, grouped by image), pooled on the shuffled
     maps: rank r's boxes (rows ordered by image) and n_img, every image's box count in global
     order (image g = rank * B + b); k_map holds the images perm[rank * B:(rank + 1) * B]."""
@@ -143,8 +147,9 @@ def _pool_where_encoded(k_map, rois, n_img, perm, where, W, B, output_size, scal
     start = [0]  # row of the first box of each global image, in the rank-ordered concatenation
     for n in n_img:
         start.append(start[-1] + n)
-    if start[-1] == 0:
-        return k_map.new_zeros((0, k_map.shape[1]))
+    if start[-1] == 0:  # under pool_then_project the keys have the projection's width
+        empty = k_map.new_zeros((0, k_map.shape[1]))
+        return empty if project is None else project(empty)
     per_rank = [start[(r + 1) * B] - start[r * B] for r in range(W)]
     # 1. every rank's boxes to every rank (K x 5 numbers); keep the boxes of the images encoded here
     boxes = _gather_padded(rois, per_rank)
@@ -156,7 +161,7 @@ def _pool_where_encoded(k_map, rois, n_img, perm, where, W, B, output_size, scal
         slot += [p] * n_img[g]
     mine = boxes[_index(sel, k_map.device)]
     mine[:, 0] = _index(slot, k_map.device).to(mine.dtype)
-    pooled = pool_regions(k_map, mine, output_size, scale)
+    pooled = pool_regions(k_map, mine, output_size, scale, project)
     # 2. the pooled keys of every rank (K x D numbers), put back in the global rank order
     pooled_per_rank = [sum(n_img[g] for g in perm[r * B:(r + 1) * B]) for r in range(W)]
     keys = _gather_padded(pooled, pooled_per_rank)

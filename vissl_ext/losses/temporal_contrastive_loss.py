@@ -60,13 +60,16 @@ def loss_settings(user) -> dict:
     return with_defaults(user, DEFAULTS, "config.LOSS.temporal_contrastive_loss")
 
 
-def pool_regions(feature_map: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float) -> torch.Tensor:
+def pool_regions(feature_map: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float,
+                 project=None) -> torch.Tensor:
     """L2-normalised region embeddings [K, D]: ROIAlign of each roi (batch index, x1, y1, x2, y2
-    in input pixels) on the map, averaged over the output grid."""
-    rois = rois.to(device=feature_map.device, dtype=feature_map.dtype)
-    pooled = roi_align(feature_map, rois, output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=2,
-                       aligned=True)
-    return nn.functional.normalize(pooled.mean(dim=(2, 3)), dim=1)
+    in input pixels) on the map, averaged over the output grid, then ``project`` ([K, C] -> [K, D],
+    the region head's MLP under pool_then_project) when given. ROIAlign runs in fp32 whatever the
+    autocast: boxes cast to fp16 would be rounded to 0.125 px above 128 px (1 px in bf16)."""
+    rois = rois.to(device=feature_map.device, dtype=torch.float32)
+    pooled = roi_align(feature_map.float(), rois, output_size=output_size, spatial_scale=spatial_scale,
+                       sampling_ratio=2, aligned=True).mean(dim=(2, 3))
+    return nn.functional.normalize(pooled if project is None else project(pooled), dim=1)
 
 
 def check_region_map(fmap: torch.Tensor, input_hw, scale: float, what: str):
@@ -165,6 +168,7 @@ class TemporalContrastiveLoss(ClassyLoss):
         self.key = None
         self.region_key = None
         self.query_rois = None
+        self.region_project = None  # the online region head's MLP under pool_then_project
         self.spatial_scale = None
         self.query_input_size = None
         # under shuffle-BN the hook has every rank's keys and counts already: {"keys": {name:
@@ -239,7 +243,7 @@ class TemporalContrastiveLoss(ClassyLoss):
         elif rois is not None and rois.shape[0] > 0:
             if self.query_input_size is not None:
                 check_region_map(region_map, self.query_input_size, self.spatial_scale, "query view (input)")
-            qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale)
+            qr = pool_regions(region_map, rois, c["roi_output_size"], self.spatial_scale, self.region_project)
             # the global batch's mean over its N pairs, times W as DDP averages the W ranks' gradients
             loss_region = (info_nce(qr, self.region_key, self.region_queue, c["region_temperature"], "sum")
                            * (world_size() / sum(counts["region_key"])))
@@ -247,6 +251,8 @@ class TemporalContrastiveLoss(ClassyLoss):
             # no region pair on this rank (all boxes cropped away): frame term alone; the zero
             # keeps the region head in the graph, as DDP needs every parameter to get a gradient
             loss_region = region_map.sum() * 0.0
+            if self.region_project is not None:  # pool_then_project: the head's MLP is used here only
+                loss_region = loss_region + self.region_project(region_map.new_zeros(1, region_map.shape[1])).sum() * 0.0
             self.num_batches_without_regions += 1
             logging.info(f"temporal_contrastive_loss: no region pair at iteration {self.iteration}")
 

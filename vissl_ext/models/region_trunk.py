@@ -1,11 +1,17 @@
 """``resnet_regions``: VISSL's ResNet trunk that also returns an intermediate feature map for
 region features. Same modules and parameter names as ``resnet``, so its checkpoints load into
-every host config (trunk NAME: resnet) unchanged."""
+every host config (trunk NAME: resnet) unchanged.
+
+``config.MODEL.TRUNK.CHANNELS_LAST: true`` keeps the trunk's weights and activations in
+channels_last (NHWC) memory format, the layout of the GPU's tensor-core convolutions under mixed
+precision; the outputs are the same up to float rounding (docs/mixed_precision.md). It is set
+at build time, before VISSL wraps the model in DDP, so DDP's buckets see the final layout."""
 from typing import List
 
 import torch
 from vissl.models.trunks.resnext import ResNeXt
 
+from vissl_ext.config import ConfigError, register_config_validator
 from vissl_ext.registry import register_model_trunk
 
 
@@ -21,8 +27,13 @@ class ResNetRegions(ResNeXt):
         if self.region_feature not in self.feat_eval_mapping:
             raise ValueError(f"config.MODEL.TRUNK.REGION_FEATURE={self.region_feature!r} is not a ResNet feature; "
                              f"use one of res2, res3, res4, res5")
+        self.channels_last = bool(model_config.TRUNK.get("CHANNELS_LAST", False))
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, out_feat_keys: List[str] = None) -> List[torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if out_feat_keys:  # feature evaluation / extraction: VISSL's ResNet as is
             return super().forward(x, out_feat_keys)
         # VISSL passes [] in training; its helper returns features in block order, so pick
@@ -31,3 +42,11 @@ class ResNetRegions(ResNeXt):
         flat = [f for f in feats if f.dim() == 2]
         maps = [f for f in feats if f.dim() == 4]
         return [flat[0], maps[0]]
+
+
+@register_config_validator
+def validate_channels_last(config):
+    """config.MODEL.TRUNK.CHANNELS_LAST is a boolean (``=yes`` would otherwise turn it on silently)."""
+    value = config.MODEL.TRUNK.get("CHANNELS_LAST", False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config.MODEL.TRUNK.CHANNELS_LAST must be true or false, got {value!r}")
