@@ -1,5 +1,6 @@
 """``import vissl_ext`` is light, and importing a host package afterwards (or before) applies the
 compatibility fixes and registers every component: vissl_ext.utils.host_imports."""
+import importlib.abc
 import json
 import os
 import subprocess
@@ -164,3 +165,47 @@ def test_a_failed_host_import_runs_no_after_hook(finder_env):
     with pytest.raises(RuntimeError, match="broken host"):
         import fakehost_c  # noqa: F401
     assert log == ["init fakehost_c"]
+
+
+class _AskEveryone(importlib.abc.MetaPathFinder):
+    """A post-import patcher as some tools write them (tests/fault_injection/sitecustomize.py):
+    it asks every other finder on sys.meta_path, ours included, and wraps the loader."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def find_spec(self, name, path, target=None):
+        if name != self.name:
+            return None
+        for finder in sys.meta_path:
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    inner, log = spec.loader, self.log
+
+                    class Patching(importlib.abc.Loader):
+                        def create_module(self, spec):
+                            return inner.create_module(spec)
+
+                        def exec_module(self, module):
+                            inner.exec_module(module)
+                            log.append("patched")
+
+                    spec.loader = Patching()
+                    return spec
+        return None
+
+
+@pytest.mark.parametrize("position", ["behind", "in front"])
+def test_a_finder_that_asks_every_finder_does_not_recurse(finder_env, position):
+    root, log, install = finder_env
+    _fake_host(root, "fakehost_d")
+    install(before={"fakehost_d": [lambda: log.append("before")]}, after={"fakehost_d": [lambda: log.append("after")]})
+    other = _AskEveryone("fakehost_d", log)
+    sys.meta_path.insert(1 if position == "behind" else 0, other)
+    try:
+        import fakehost_d  # noqa: F401
+    finally:
+        sys.meta_path.remove(other)
+    # each ran once; which of "after" and "patched" is first depends on whose loader wraps whose
+    assert log[:2] == ["before", "init fakehost_d"] and sorted(log[2:]) == ["after", "patched"]

@@ -33,19 +33,26 @@ class _HostImportFinder(importlib.abc.MetaPathFinder):
     def _local(self):
         s = self._state
         if not hasattr(s, "depth"):
-            s.depth, s.pending, s.draining = 0, [], False
+            s.depth, s.pending, s.draining, s.finding = 0, [], False, set()
         return s
 
     def find_spec(self, name, path, target=None):
         own = name.startswith(_OWN)
-        if not own and name not in self.before and name not in self.after:
+        state = self._local()
+        # a finder behind this one may ask every finder, this one included (post-import patchers
+        # do): answer None then, not recurse
+        if (not own and name not in self.before and name not in self.after) or name in state.finding:
             return None
         spec = None
-        for finder in sys.meta_path[sys.meta_path.index(self) + 1:] if self in sys.meta_path else ():
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find is not None else None
-            if spec is not None:
-                break
+        state.finding.add(name)
+        try:
+            for finder in sys.meta_path[sys.meta_path.index(self) + 1:] if self in sys.meta_path else ():
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    break
+        finally:
+            state.finding.discard(name)
         loader = getattr(spec, "loader", None)
         # only a loader object of this one module (file loaders are): a shared one, such as a
         # class with static methods, must not be patched
