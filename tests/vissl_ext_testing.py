@@ -14,7 +14,7 @@ SHARED_DATA = os.environ.get("VISSL_EXT_SHARED_DATA", os.path.join(os.path.dirna
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-import vissl_ext  # noqa: E402,F401  (registers every component, applies compat fixes)
+import vissl_ext  # noqa: E402,F401  (compat fixes + registrations as soon as a test imports vissl)
 
 
 def in_ci() -> bool:

@@ -21,13 +21,12 @@ def test_install_script_is_idempotent_and_verifies_the_sem_seg_path():
     assert p.returncode == 0 and "verified (sem-seg train/eval/SemSegEvaluator)" in p.stdout, p.stdout + p.stderr
 
 
-def test_runtime_fixes_applied_by_import_vissl_ext():
-    import vissl_ext  # noqa: F401
+def test_runtime_fixes_applied_once_detectron2_is_imported():
+    import vissl_ext  # noqa: F401  (its import hook applies them as detectron2 is imported)
+    from detectron2.data.transforms import ExtentTransform  # default interp=Image.LINEAR at import
     from PIL import Image
 
     assert Image.LINEAR == Image.BILINEAR and np.int is int and np.float is float
-    from detectron2.data.transforms import ExtentTransform  # default interp=Image.LINEAR at import
-
     assert ExtentTransform((0, 0, 4, 4), (2, 2)).interp == Image.BILINEAR
 
 

@@ -15,7 +15,7 @@ checks) and hands over to the host's ``main``. VISSL's feature extraction assert
 """
 import sys
 
-import vissl_ext  # noqa: F401  (compat fixes + registration before vissl is imported)
+import vissl_ext  # noqa: F401  (before vissl: its import then applies the compat fixes and registers)
 from vissl_ext.config import ConfigError, compose_config
 
 

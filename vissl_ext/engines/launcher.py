@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, List
 
-import vissl_ext  # noqa: F401  (compat fixes + registration, also in spawned workers)
+import vissl_ext  # noqa: F401  (fixes + registration as vissl is imported below, also in spawned workers)
 from vissl_ext.config import ConfigError, compose_config
 from vissl_ext.utils.console import VERBOSE_ENV, verbose
 from vissl_ext.engines.quiet_console import install as _install_quiet_console

@@ -1,13 +1,13 @@
 """Runtime fixes that let detectron2 v0.6 run on this stack (Pillow >= 10, numpy 2, torch 2.x).
 
 Apply with :func:`apply` before importing ``detectron2.data`` (one fix repairs a default argument
-evaluated at import time): ``import vissl_ext`` does (it imports ``vissl_ext.segmentation``, which
-applies them without importing detectron2). :func:`apply_engine_fixes` repairs detectron2.engine
+evaluated at import time): ``vissl_ext.segmentation`` does, first thing, and ``import vissl_ext``
+imports that package the moment detectron2's own (light) ``__init__`` has run. :func:`apply_engine_fixes` repairs detectron2.engine
 (CPU multi-process launch and DDP wrapping); ``vissl_ext.segmentation.train`` calls it. Standalone
 on purpose (no vissl import): scripts/install_detectron2.sh loads it by path to verify the install
 before vissl_ext is installed. Each fix names what it repairs. The numpy 2 aliases detectron2's
 evaluators need (np.int, np.float) are restored by vissl_ext.utils.compat.fix_numpy_aliases, which
-``import vissl_ext`` applies before this package is imported (the install script calls it too).
+``import vissl_ext`` applies as detectron2 starts to be imported (the install script calls it too).
 """
 
 _APPLIED = False
@@ -31,7 +31,7 @@ def _fix_missing_extension():
     import os
     import sys
 
-    # Looked up on disk, without importing detectron2 (this runs on every `import vissl_ext`).
+    # Looked up on disk, without importing detectron2 (an install check calls this too).
     spec = importlib.util.find_spec("detectron2")
     if "detectron2._C" in sys.modules or spec is None or not spec.submodule_search_locations:
         return

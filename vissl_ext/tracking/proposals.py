@@ -18,10 +18,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
-import cv2
 import numpy as np
-import torch
-from torchvision.ops import nms
 
 from vissl_ext.config import dataclass_from_dict
 from vissl_ext.video.manifest import VideoEntry
@@ -74,6 +71,8 @@ def selective_search(img_rgb: np.ndarray, mode: str = "fast", seed: Optional[int
 
     OpenCV ranks the boxes with C's ``rand()`` (not ``cv::theRNG``, so ``cv2.setRNGSeed`` does
     not fix them): ``seed`` seeds libc's generator just before, making the ranking repeatable."""
+    import cv2  # here, not at the top: the CLI's --help and its SLURM submission need neither
+
     if seed is not None:
         _LIBC.srand(ctypes.c_uint(seed))
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
@@ -99,6 +98,9 @@ def filter_boxes(boxes: np.ndarray, width: int, height: int, p: ProposalParams) 
         & (area >= p.min_size_ratio) & (area <= p.max_size_ratio)
     b = b[keep]
     if p.nms_iou > 0 and len(b) > 1:
+        import torch
+        from torchvision.ops import nms
+
         scores = torch.arange(len(b), 0, -1, dtype=torch.float32)  # rank 0 scores highest
         kept = nms(torch.from_numpy(b), scores, p.nms_iou).numpy()  # sorted by score: rank order
         b = b[kept]
@@ -112,6 +114,8 @@ def propose_frame(img, p: ProposalParams, seed: Optional[int] = None):
     H, W = arr.shape[:2]
     small = arr
     if p.ss_short_side and min(W, H) > p.ss_short_side:
+        import cv2
+
         s = p.ss_short_side / min(W, H)
         small = cv2.resize(arr, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
     raw = selective_search(small, p.mode, seed)

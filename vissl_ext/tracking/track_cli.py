@@ -19,7 +19,6 @@ import os
 import sys
 from dataclasses import asdict
 
-import torch
 from tqdm import tqdm
 
 from vissl_ext.cli.common import add_video_flags, output_dir, parse_shard, parser, run_main, shard_of
@@ -27,10 +26,8 @@ from vissl_ext.video.manifest import load_manifest
 from vissl_ext.video.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
 from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.cli.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
-from vissl_ext.tracking.features import RegionFeatures
 from vissl_ext.tracking.proposals import load_proposals, proposals_path
-from vissl_ext.tracking.tracker import TrackerParams, track_video
-from vissl_ext.tracking.trunk import load_tracker_trunk
+from vissl_ext.tracking.tracker_params import TrackerParams
 from vissl_ext.utils.atomic_io import write_json_atomic
 
 _COUNTS = ("frames", "unreadable", "frames_without_regions", "regions", "regions_unmatched", "matches", "tracks",
@@ -86,9 +83,12 @@ def load_params_file(path: str) -> dict:
 
 def _distributed(device: str):
     """(rank, world, initialised here) when launched by torchrun / torch.distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    torch = sys.modules.get("torch")  # a process group exists only if torch is imported: no import to ask
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ:
+        import torch
+
         backend = os.environ.get("VISSL_EXT_TRACK_BACKEND") or ("nccl" if device.startswith("cuda") else "gloo")
         torch.distributed.init_process_group(backend)
         return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
@@ -132,6 +132,10 @@ def run(args) -> dict:
     totals = {k: 0 for k in _COUNTS + _TIMES}
     skipped, missing = [], []
     if todo:
+        from vissl_ext.tracking.features import RegionFeatures
+        from vissl_ext.tracking.tracker import track_video
+        from vissl_ext.tracking.trunk import load_tracker_trunk
+
         trunk = load_tracker_trunk(args.checkpoint, args.config, args.override or [], params.feature,
                                    trust_pickle=args.trust_pickle)
         extractor = RegionFeatures(trunk, params.feature, params.pool_size, params.input_short_side, device)
@@ -167,10 +171,14 @@ def run(args) -> dict:
                **{k: v for k, v in totals.items()}}
     write_json_atomic(os.path.join(out, f"summary_{shard}-of-{num_shards}.json"), summary, indent=1)
     if dist is not None and not args.shard:
+        import torch
+
         torch.distributed.barrier()
     if dist is None or args.shard or shard == 0:  # one writer under torch.distributed
         summary.update(_write_index(args, by_id, record))
     if inited:
+        import torch
+
         torch.distributed.destroy_process_group()
     return summary
 

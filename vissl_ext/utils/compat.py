@@ -1,8 +1,12 @@
 """Compatibility fixes that let vissl 0.1.6 (and the classy_vision bundled in its wheel) run on
 Python 3.11, numpy 2, torch 2.14 and setuptools >= 81.
 
-Every fix is applied from outside the host packages, once, by :func:`apply`, which
-``import vissl_ext`` calls before anything imports vissl. Each one names what it repairs.
+Every fix is applied from outside the host packages, once. :func:`apply_early` holds those that
+must precede the host's first module (they import only numpy, torch and torchvision);
+:func:`apply` adds those that patch host modules. ``import vissl_ext`` arranges both
+(:mod:`vissl_ext.utils.host_imports`): the early ones run when vissl, classy_vision or
+detectron2 starts to be imported, the others once vissl or classy_vision has been. Each fix names
+what it repairs.
 """
 import collections
 import collections.abc
@@ -13,6 +17,7 @@ import types
 import warnings
 
 _APPLIED = False
+_EARLY_APPLIED = False
 
 
 def fix_numpy_aliases():
@@ -215,10 +220,10 @@ def _safe_vissl_label_files():
     GenericSSLDataset.load_single_label_file = load_single_label_file
 
 
-def apply():
-    """Apply every fix once (idempotent)."""
-    global _APPLIED
-    if _APPLIED:
+def apply_early():
+    """The fixes that must be in place before the host's first module runs (idempotent)."""
+    global _EARLY_APPLIED
+    if _EARLY_APPLIED:
         return
     _quiet_hydra_version_base()
     fix_numpy_aliases()
@@ -226,6 +231,15 @@ def apply():
     _fix_pkg_resources()
     _fix_torchvision_kinetics()
     _fix_ddp_sync_params()
+    _EARLY_APPLIED = True
+
+
+def apply():
+    """Apply every fix once (idempotent); imports vissl and classy_vision."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    apply_early()
     _fix_broadcast_object()
     _fix_checkpoint_writes_and_resume()
     _fix_fvcore_checkpointer_save()
