@@ -42,6 +42,8 @@ def _mlp(prefix):
     return {f"{prefix}0.weight": torch.randn(8, 512), f"{prefix}0.bias": torch.randn(8), f"{prefix}2.weight": torch.randn(4, 8)}
 
 
+VISSL_LOSS = {"queue": torch.randn(4, 16), "queue_ptr": torch.zeros(1, dtype=torch.long),
+              **_pre("moco_encoder.trunk._feature_blocks.", TRUNK_K), **_mlp("moco_encoder.heads.0.clf.")}
 # (name, file content, layout name expected, whether a momentum encoder is in the file)
 LAYOUTS = [
     ("torchvision", Q, "torchvision / timm state dict", False),
@@ -53,11 +55,10 @@ LAYOUTS = [
                                       **_pre("module.encoder_k.", TRUNK_K), **_mlp("module.encoder_k.fc."),
                                       "module.queue": torch.randn(4, 16), "module.queue_ptr": torch.zeros(1)}},
      "MoCo v1/v2 official", True),
-    ("vissl_checkpoint", {"phase_idx": 0, "iteration": 6, "type": "consolidated", "classy_state_dict": {
+    # as VISSL writes it: the loss state (momentum encoder, queues) both at the top and in classy_state_dict
+    ("vissl_checkpoint", {"phase_idx": 0, "iteration": 6, "type": "consolidated", "loss": VISSL_LOSS, "classy_state_dict": {
         "base_model": {"model": {"trunk": _pre("_feature_blocks.", TRUNK), "heads": _mlp("0.clf.")}, "meta": {}},
-        "loss": {"queue": torch.randn(4, 16), "queue_ptr": torch.zeros(1, dtype=torch.long),
-                 **_pre("moco_encoder.trunk._feature_blocks.", TRUNK_K), **_mlp("moco_encoder.heads.0.clf.")},
-        "optimizer": {"state": {}}}}, "VISSL checkpoint", True),
+        "loss": VISSL_LOSS, "optimizer": {"state": {}}}}, "VISSL checkpoint", True),
     ("vissl_model_zoo", {"classy_state_dict": {"base_model": {"model": {"trunk": _pre("_feature_blocks.", TRUNK),
                                                                         "heads": {}}}}}, "VISSL checkpoint", False),
     ("vissl_consolidated", {"trunk": _pre("_feature_blocks.", TRUNK), "heads": _mlp("0.")}, "VISSL consolidated trunk", False),

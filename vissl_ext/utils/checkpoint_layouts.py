@@ -15,7 +15,8 @@ timm training checkpoint              ``state_dict`` (momentum: ``state_dict_ema
 our safetensors export                the file itself, torchvision names
 MoCo v1/v2 official                   ``state_dict``: ``module.encoder_q.`` (momentum: ``module.encoder_k.``)
 VISSL checkpoint / model zoo          ``classy_state_dict.base_model.model.trunk``: ``_feature_blocks.``
-                                      (momentum: ``classy_state_dict.loss``: ``moco_encoder.trunk._feature_blocks.``)
+                                      (momentum: ``classy_state_dict.loss`` and its copy ``loss``:
+                                      ``moco_encoder.trunk._feature_blocks.``)
 VISSL consolidated trunk              ``trunk``: ``_feature_blocks.``
 ClassyVision / PIRL                   ``classy_state_dict.base_model.model.trunk``: ClassyVision ResNeXt names
                                       (``initial_block._module.0/1`` -> ``conv1``/``bn1``,
@@ -104,6 +105,10 @@ def _tensor_dicts(obj, path=(), depth=0) -> Iterator[Tuple[Tuple[str, ...], dict
             yield from _tensor_dicts(v, path + (k,), depth + 1)
 
 
+def _same(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k] is b[k] or torch.equal(a[k], b[k]) for k in a)
+
+
 def _candidates(obj) -> List[_Candidate]:
     found = []
     for path, d in _tensor_dicts(obj):
@@ -114,7 +119,9 @@ def _candidates(obj) -> List[_Candidate]:
                     if prefix and not prefix.endswith("."):
                         continue
                     tensors = {k[len(prefix):]: torch.as_tensor(t) for k, t in d.items() if k.startswith(prefix)}
-                    found.append(_Candidate(path, prefix, classy, tensors))
+                    # VISSL saves the loss state (the momentum encoder) twice: once is one trunk
+                    if not any(c.classy == classy and _same(c.tensors, tensors) for c in found):
+                        found.append(_Candidate(path, prefix, classy, tensors))
     return found
 
 
@@ -153,7 +160,7 @@ def _layout_name(c: _Candidate, obj) -> str:
         return "ClassyVision / PIRL"
     if path == "classy_state_dict.base_model.model.trunk":
         return "VISSL checkpoint"
-    if path == "classy_state_dict.loss":
+    if path in ("classy_state_dict.loss", "loss"):
         return "VISSL checkpoint (momentum encoder)"
     if path == "trunk":
         return "VISSL consolidated trunk"
@@ -172,7 +179,7 @@ def _layout_name(c: _Candidate, obj) -> str:
     return "state dict"
 
 
-def load_checkpoint_file(path: str, trust_pickle: bool = False):
+def load_checkpoint_file(path: str, trust_pickle: bool = False, flag_hint: bool = True):
     """The file's content, safely: ``.safetensors`` through safetensors (tensors only, with its
     metadata under ``__metadata__``), anything else through vissl_ext.utils.safe_load."""
     if not os.path.isfile(path):
@@ -184,7 +191,7 @@ def load_checkpoint_file(path: str, trust_pickle: bool = False):
             return {"__metadata__": dict(f.metadata() or {}), **{k: f.get_tensor(k) for k in f.keys()}}
     from vissl_ext.utils.safe_load import torch_load
 
-    return torch_load(path, trust_pickle=trust_pickle)
+    return torch_load(path, trust_pickle=trust_pickle, flag_hint=flag_hint)
 
 
 def _meta(obj) -> Dict[str, str]:
@@ -234,9 +241,11 @@ def trunk_from_object(obj, source: str = "checkpoint", encoder: Optional[str] = 
                         source=source, file_tensors=n, meta=_meta(meta_holder))
 
 
-def read_trunk(path: str, encoder: Optional[str] = None, trust_pickle: bool = False, under: str = "") -> TrunkWeights:
-    """:func:`trunk_from_object` of the file at ``path``, loaded safely."""
-    obj = load_checkpoint_file(path, trust_pickle=trust_pickle)
+def read_trunk(path: str, encoder: Optional[str] = None, trust_pickle: bool = False, under: str = "",
+               flag_hint: bool = True) -> TrunkWeights:
+    """:func:`trunk_from_object` of the file at ``path``, loaded safely (``flag_hint``: a refusal
+    suggests --trust-pickle, for tools that offer it)."""
+    obj = load_checkpoint_file(path, trust_pickle=trust_pickle, flag_hint=flag_hint)
     return trunk_from_object(obj, source=path, encoder=encoder, under=under)
 
 
