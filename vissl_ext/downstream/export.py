@@ -15,13 +15,13 @@ import torch
 
 from vissl_ext.utils.atomic_io import atomic_open
 from vissl_ext.utils.checkpoint_layouts import TrunkWeights, infer_resnet_arch, load_into, read_trunk
+from vissl_ext.utils.checkpoints import RUN_INFO
 
 FORMATS = ("torchvision", "timm", "safetensors")
 EXTENSIONS = {"torchvision": (".pth", ".pt"), "timm": (".pth", ".pt"), "safetensors": (".safetensors",)}
 # VISSL trunk depths (vissl.models.trunks.resnext SUPPORTED_DEPTHS) of plain ResNets: the
 # feature check compares with the VISSL trunk itself for these
 _VISSL_DEPTHS = {"resnet50": 50, "resnet101": 101, "resnet152": 152}
-RUN_INFO = "run_info.json"  # written by the launcher beside the checkpoints: {"config": name}
 TOLERANCE = 1e-5
 
 
