@@ -30,15 +30,13 @@ DINO                                  ``student``: ``module.backbone.``; momentu
 A prefix whose path names ``encoder_k``, ``momentum``, ``teacher``, ``ema``, ``target`` or
 ``moco_encoder`` is a momentum (key/teacher/EMA) encoder; any other is the online one.
 """
-import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 TRUNK_ROOTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 CLASSIFIER = "fc."
@@ -290,9 +288,10 @@ def load_into(model: torch.nn.Module, weights: TrunkWeights, vissl_names: bool =
     model.load_state_dict(state, strict=False)
     counts = {"loaded": len(state), "missing": len(model_state) - len(state),
               "ignored": weights.file_tensors - len(state)}
-    logger.info(f"{weights.source}: layout {weights.layout}, {weights.encoder} encoder -> {target}: "
-                f"loaded {counts['loaded']}, missing {counts['missing']} (left at init), "
-                f"ignored {counts['ignored']} (heads, other encoders, buffers)")
+    # printed, not logged: the line must reach the user whatever the caller's logging set-up
+    print(f"{weights.source}: layout {weights.layout}, {weights.encoder} encoder -> {target}: "
+          f"loaded {counts['loaded']}, missing {counts['missing']} (left at init), "
+          f"ignored {counts['ignored']} (heads, other encoders, buffers)", file=sys.stderr, flush=True)
     return counts
 
 
