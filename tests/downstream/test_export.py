@@ -130,3 +130,42 @@ def test_help_names_the_dropped_heads(capsys):
     code, out = run_tool("export_trunk", ["--help"], capsys)
     text = " ".join(out.split())
     assert code == 0 and "Dropped: every head of the model" in text and "region head" in text and "--encoder" in text
+
+
+@pytest.mark.slow
+def test_a_trained_checkpoint_exports_to_every_format(video_frames_dir, tmp_path, capsys):
+    """A real 2-iteration run (VISSL's launcher, CPU): each format, and the momentum encoder, gives
+    the features of the trunk built from the training config with the checkpoint's own weights."""
+    from vissl_ext.tracking.trunk import build_trunk, compose_model_config
+    from vissl_ext_testing import run_engine
+
+    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
+                          f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    path = str(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
+    ck = torch.load(path, weights_only=True)
+    cfg = compose_model_config("pretrain/tiny/frame_temporal_cpu")
+
+    def trained(sd):
+        t = build_trunk(cfg)
+        t.load_state_dict(sd, strict=True)
+        return _want(t.eval())
+
+    online = trained(ck["classy_state_dict"]["base_model"]["model"]["trunk"])
+    momentum = trained({k[len("moco_encoder.trunk."):]: v for k, v in ck["classy_state_dict"]["loss"].items()
+                        if k.startswith("moco_encoder.trunk.")})
+    tv = torchvision.models.resnet50()
+    tv.fc = torch.nn.Identity()
+    for fmt, ext, extra, want in (("torchvision", "pth", [], online), ("timm", "pth", [], online),
+                                  ("safetensors", "safetensors", [], online),
+                                  ("safetensors", "safetensors", ["--encoder", "momentum"], momentum)):
+        out_file = str(tmp_path / f"{fmt}{len(extra)}.{ext}")
+        summary = _export(path, fmt, out_file, capsys, *extra)
+        assert summary["metadata"]["config"] == "pretrain/tiny/frame_temporal_cpu" and summary["metadata"]["iteration"] == "2"
+        if fmt == "timm":
+            m = timm.create_model("resnet50", pretrained=False, num_classes=0, checkpoint_path=out_file)
+        else:
+            tv.load_state_dict(load_file(out_file) if ext == "safetensors" else torch.load(out_file, weights_only=True))
+            m = tv
+        assert (_features(m) - want).abs().max().item() <= 1e-5, (fmt, extra)
+    assert (online - momentum).abs().max().item() > 1e-3

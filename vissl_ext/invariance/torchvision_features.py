@@ -1,6 +1,5 @@
 """Features of any torchvision model (weights from a file) at a chosen layer, for a RIS manifest:
 batched, in manifest order, written as one .npy (atomic)."""
-import logging
 import os
 from typing import Optional, Tuple
 
