@@ -19,7 +19,8 @@ def data(tmp_path):
                                "entries": [{"image": os.path.join(entry["source"], n), "box": None, "trajectory": "t",
                                             "class": "c"} for n in entry["frames"]]}))
     (d / "props").mkdir()
-    return {"manifest": manifest, "ris": str(ris), "props": str(d / "props"), "out": str(tmp_path / "out")}
+    return {"manifest": manifest, "ris": str(ris), "props": str(d / "props"), "out": str(tmp_path / "out"),
+            "images": os.path.dirname(entry["source"])}  # an ImageFolder: one class, "v"
 
 
 def _entry_points(d, ckpt):
@@ -36,6 +37,9 @@ def _entry_points(d, ckpt):
         "ris_engine": ("run_distributed_engines", ["config=benchmark/ris/custom", f"config.DATA.TEST.DATA_PATHS=[{d['ris']}]",
                                                    f"config.CHECKPOINT.DIR={d['out']}",
                                                    f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}"]),
+        "export": ("export_trunk", [ckpt, "--format", "safetensors", "--out", os.path.join(d["out"], "t.safetensors")]),
+        "knn_eval": ("knn_eval", [ckpt, "--train", d["images"], "--test", d["images"], "--out", d["out"]]),
+        "draw_embedding": ("draw_embedding", ["--manifest", d["ris"], "--checkpoint", ckpt, "--name", "m", "--out", d["out"]]),
         "pretrain_params_file": ("run_distributed_engines", ["config=pretrain/tiny/frame_temporal_cpu",
                                                              f"config.DATA.TRAIN.DATA_PATHS=[{d['manifest']}]",
                                                              f"config.CHECKPOINT.DIR={d['out']}",
@@ -52,7 +56,7 @@ def _assert_refused(code, out, path, marker):
 
 
 ENTRY_POINTS = ["convert", "track_regions", "ris_torchvision", "ris_score_alldata", "ade20k_weights",
-                "ade20k_model_weights", "ris_engine", "pretrain_params_file"]
+                "ade20k_model_weights", "ris_engine", "pretrain_params_file", "export", "knn_eval", "draw_embedding"]
 
 
 def _crafted_through(tmp_path, data, entry, name, kind, capsys):
@@ -105,7 +109,7 @@ def test_trust_pickle_control_runs_the_payload(tmp_path, data, capsys):
 
 
 @pytest.mark.parametrize("tool", ["convert_vissl_to_detectron2", "track_regions", "compute_ris",
-                                  "train_ade20k_segmentation"])
+                                  "train_ade20k_segmentation", "export_trunk", "knn_eval", "draw_embedding"])
 def test_trust_pickle_help_states_the_risk(tool, capsys):
     argv = ["torchvision", "--help"] if tool == "compute_ris" else ["--help"]
     code, out = run_tool(tool, argv, capsys)

@@ -53,7 +53,7 @@ def _data(split_train, split_test, pcb, labels):
 
 @pytest.mark.slow
 def test_imagenet_linear_config_trains_two_iterations_on_our_frozen_trunk(setup):
-    from vissl_ext.tracking.trunk import trunk_state_from_checkpoint
+    from vissl_ext.utils.checkpoint_layouts import trunk_from_object
 
     d, ckpt, trunk = setup
     out = d / "linear"
@@ -73,7 +73,7 @@ def test_imagenet_linear_config_trains_two_iterations_on_our_frozen_trunk(setup)
     assert "Checkpoint loaded" in full and not re.search(r"Not found:\s+trunk", full)
     final = torch_load(str(out / "model_final_checkpoint_phase0.torch"))
     assert final["iteration"] == 2
-    got = trunk_state_from_checkpoint(final)
+    got = trunk_from_object(final).vissl_state()  # a feature-extractor model's base_model._feature_blocks.
     want = {k: v for k, v in trunk.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert set(want) <= set(got)
     for k, v in want.items():  # loaded, and frozen during the linear training

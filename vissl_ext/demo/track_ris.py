@@ -59,9 +59,8 @@ def score_models(manifest: RISManifest, models: "OrderedDict[str, Optional[str]]
         path = os.path.join(work_dir, f"features_{name}.npy")
         if ckpt is None:
             net = seeded_random_model("resnet50", seed)
-        else:  # VISSL's ResNet trunk has torchvision's module names under _feature_blocks.
-            net = load_torchvision_model("resnet50", ckpt, "classy_state_dict.base_model.model.trunk",
-                                         strip_prefixes=("_feature_blocks.",))
+        else:
+            net = load_torchvision_model("resnet50", ckpt)
         feats = extract_torchvision_features(net, manifest, path, layer="avgpool", batch_size=32, workers=0)
         result = compute_ris(feats, manifest.trajectories, manifest.classes, topk=list(topk))
         results[name] = [result_record(result, name, manifest.set, manifest.invariance, checkpoint=ckpt,

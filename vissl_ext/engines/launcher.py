@@ -22,6 +22,8 @@ from vissl_ext.utils.console import VERBOSE_ENV, verbose
 from vissl_ext.engines.quiet_console import install as _install_quiet_console
 from vissl_ext.engines.preflight import check_before_launch, stamp_validated
 from vissl_ext.registry import hook_generator
+from vissl_ext.utils.atomic_io import write_json_atomic
+from vissl_ext.utils.checkpoints import RUN_INFO
 
 # at import: spawned workers re-import the launcher's main module, SLURM jobs unpickle from here
 _install_quiet_console()
@@ -101,6 +103,8 @@ def main(argv: List[Any] = None) -> int:
     name = next((o.split("=", 1)[1] for o in overrides if str(o).startswith("config=")), "?")
     hint = "" if verbose() else f"; {VERBOSE_ENV}=1 shows it here"
     print(f"vissl_ext {args.engine_name}: config={name}  (full VISSL log: {folder}/log.txt{hint})", flush=True)
+    if args.engine_name == "train":  # the config's name, which VISSL's checkpoints do not keep (export metadata)
+        write_json_atomic(os.path.join(folder, RUN_INFO), {"config": name})
     with stamp_validated(folder, validated):  # the ranks skip the file checks just done
         launch(args, config)
     if not config.SLURM.USE_SLURM:

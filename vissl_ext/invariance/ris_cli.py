@@ -1,7 +1,8 @@
 """Top-K Representation Invariance Scores (paper Table 1) for features on disk or a torchvision model.
 
     python tools/compute_ris.py score --manifest m.json --features feats.npy --model mocov2 --out results/
-    python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --weights r50.pth --model sup --out results/
+    python tools/compute_ris.py torchvision --manifest m.json --weights r50.pth --model sup --out results/
+    python tools/compute_ris.py torchvision --manifest m.json --weights moco_v2_800ep_pretrain.pth.tar --model mocov2 --out results/
     python tools/compute_ris.py torchvision --manifest m.json --arch resnet50 --no-weights --seed 0 --model random --out results/
     python tools/compute_ris.py torchvision --manifest m.json --weights r50.pth --model sup --out results/ --device cuda \
         --slurm --slurm-shards 16 --partition learnfair --gpus-per-task 1        # array job, then merge + score
@@ -18,6 +19,7 @@ import os
 import sys
 
 from vissl_ext.cli.common import output_dir, parse_shard, parser, run_main
+from vissl_ext.utils.checkpoint_layouts import add_encoder_flag
 from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.cli.shard_jobs import add_slurm_args, check_slurm_args, strip_slurm_options, submit_and_merge
 
@@ -34,14 +36,21 @@ def parse_args(argv=None):
     s.add_argument("--invariance", default=None, help="invariance name (default: the manifest's)")
     t = sub.add_parser("torchvision", help="extract features of a torchvision model, then score")
     t.add_argument("--manifest", required=True)
-    t.add_argument("--arch", default="resnet50")
+    t.add_argument("--arch", default="auto",
+                   help="torchvision architecture; auto (default): the ResNet the weights' trunk matches, "
+                        "resnet50 with --no-weights")
     w = t.add_mutually_exclusive_group(required=True)
-    w.add_argument("--weights", default="", help="state dict file of the model")
+    w.add_argument("--weights", default="",
+                   help="a ResNet checkpoint in any layout docs/export.md lists (torchvision, timm, MoCo official, "
+                        "VISSL checkpoints and model zoo, ClassyVision/PIRL, solo-learn, Lightning, DINO, our "
+                        ".safetensors export): found without key rules")
     w.add_argument("--no-weights", action="store_true",
                    help="random init: the random baseline of the paper's tables (drawn from --seed)")
     t.add_argument("--seed", type=int, default=None,
                    help="with --no-weights: seed of the random init, same weights in every process (default 0)")
-    t.add_argument("--state-dict-key", default="", help="nested key of the state dict, e.g. state_dict")
+    t.add_argument("--state-dict-key", default="",
+                   help="only look below this nested key (dotted), for a file holding several trunks")
+    add_encoder_flag(t)
     t.add_argument("--layer", default="avgpool", help="graph node (default: the pooled 2048-d ResNet-50 output)")
     t.add_argument("--image-size", type=int, default=0, help="default: the manifest's (128 GOT/ALOI, 224 PASCAL3D+)")
     t.add_argument("--batch-size", type=int, default=32)
@@ -177,13 +186,15 @@ def _torchvision_features(args, m, src, shard):
     """Features of the torchvision model, written to ``src``: extracted here, or merged from
     shards (``--shard`` runs, or ``--slurm``'s array job); a dict (summary) where nothing is to score."""
     from vissl_ext.invariance import feature_shards as fs
-    from vissl_ext.invariance.torchvision_features import (check_layer, extract_torchvision_features,
-                                                           load_torchvision_model, seeded_random_model)
+    from vissl_ext.invariance.torchvision_features import (build_torchvision_model, check_layer,
+                                                           extract_torchvision_features, seeded_random_model)
 
     if args.no_weights:
+        args.arch = "resnet50" if args.arch == "auto" else args.arch
         model = seeded_random_model(args.arch, 0 if args.seed is None else args.seed)
-    else:
-        model = load_torchvision_model(args.arch, args.weights, args.state_dict_key, trust_pickle=args.trust_pickle)
+    else:  # the result JSON records the architecture used
+        model, args.arch = build_torchvision_model(args.arch, args.weights, args.state_dict_key, encoder=args.encoder,
+                                                   trust_pickle=args.trust_pickle)
     size = args.image_size or m.image_size
 
     def extract(path, rows=None):

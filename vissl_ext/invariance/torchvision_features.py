@@ -1,8 +1,7 @@
 """Features of any torchvision model (weights from a file) at a chosen layer, for a RIS manifest:
 batched, in manifest order, written as one .npy (atomic)."""
-import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -10,45 +9,36 @@ from tqdm import tqdm
 
 from vissl_ext.invariance.images import load_ris_image
 from vissl_ext.invariance.manifest import RISManifest
-from vissl_ext.utils.safe_load import torch_load
+from vissl_ext.utils.checkpoint_layouts import infer_resnet_arch, load_into, read_trunk
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def load_torchvision_model(arch: str, weights: Optional[str] = None, state_dict_key: str = "",
-                           strip_prefixes=("module.", "encoder_q.", "backbone."),
-                           trust_pickle: bool = False) -> torch.nn.Module:
-    """torchvision ``arch`` with random init, then the state dict in ``weights`` (a torch file;
-    ``state_dict_key`` picks a nested dict, e.g. "state_dict" of MoCo checkpoints). Keys are
-    stripped of DDP/MoCo prefixes; missing trunk keys are an error, extra (head) keys are logged.
-    The file is loaded safely (vissl_ext.utils.safe_load) unless ``trust_pickle``."""
+def build_torchvision_model(arch: str = "auto", weights: Optional[str] = None, state_dict_key: str = "",
+                            encoder: Optional[str] = None, trust_pickle: bool = False) -> Tuple[torch.nn.Module, str]:
+    """torchvision ``arch`` with random init, then the ResNet trunk in ``weights``: any layout
+    vissl_ext.utils.checkpoint_layouts reads (torchvision, timm, MoCo, VISSL, DINO, ...), loaded
+    safely unless ``trust_pickle``; ``state_dict_key`` narrows the search to one nested key,
+    ``encoder`` picks online/momentum. ``arch="auto"``: the ResNet the trunk's shapes match
+    (resnet50 without weights). The classifier (``fc``) stays at its random init. Returns the
+    model (eval mode) and the architecture's name."""
     import torchvision.models as tvm
 
+    found = read_trunk(weights, encoder=encoder, trust_pickle=trust_pickle, under=state_dict_key) if weights else None
+    if arch == "auto":
+        arch = infer_resnet_arch(found) if found else "resnet50"
     if arch not in tvm.list_models():
         raise ValueError(f"unknown torchvision architecture {arch!r}; e.g. resnet50, resnet18")
     model = tvm.get_model(arch, weights=None)
-    if weights:
-        ckpt = torch_load(weights, trust_pickle=trust_pickle)
-        sd = ckpt
-        for k in filter(None, state_dict_key.split(".")):
-            sd = sd[k]
-        if not isinstance(sd, dict):
-            raise ValueError(f"{weights}: no state dict at key {state_dict_key!r} (give --state-dict-key)")
-        clean = {}
-        for k, v in sd.items():
-            for p in strip_prefixes:
-                if k.startswith(p):
-                    k = k[len(p):]
-            clean[k] = v
-        missing, unexpected = model.load_state_dict(clean, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.") and not k.startswith("classifier")]
-        if missing:
-            raise ValueError(f"{weights}: {len(missing)} weights of {arch} missing, e.g. {missing[:5]}; "
-                             "is it the right architecture / --state-dict-key?")
-        if unexpected:
-            logging.info(f"{weights}: {len(unexpected)} keys not used by {arch} (heads), e.g. {unexpected[:3]}")
-    return model.eval()
+    if found:
+        load_into(model, found, target=arch)
+    return model.eval(), arch
+
+
+def load_torchvision_model(arch: str = "auto", weights: Optional[str] = None, **kw) -> torch.nn.Module:
+    """The model of :func:`build_torchvision_model`."""
+    return build_torchvision_model(arch, weights, **kw)[0]
 
 
 def seeded_random_model(arch: str, seed: int) -> torch.nn.Module:

@@ -1,8 +1,8 @@
 """VISSL ResNet trunk -> detectron2 ResNet weights (``stem``/``res2..res5``, BN -> FrozenBN ``norm``).
 
 The key renaming is the host's own (``extra_scripts/convert_vissl_to_detectron2.py`` of the vissl
-wheel); this module adds what a reusable tool needs: every checkpoint layout we produce (VISSL
-training checkpoints, consolidated trunk dicts, torchvision state dicts), a check that every key
+wheel); this module adds what a reusable tool needs: every checkpoint layout
+vissl_ext.utils.checkpoint_layouts reads (VISSL, torchvision, timm, MoCo, DINO, ...), a check that every key
 became a detectron2 ResNet name (a non-ResNet trunk or a head key is an error, not a silent drop),
 and an atomic write that detectron2's DetectionCheckpointer reads (``.pkl``: model-zoo format of
 numpy arrays; ``.pth``: tensors).
@@ -25,7 +25,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from vissl_ext.utils.safe_load import torch_load
+from vissl_ext.utils.checkpoint_layouts import TrunkMismatchError, read_trunk
 from vissl_ext.utils.atomic_io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -71,18 +71,15 @@ def convert_trunk_state(trunk_state: Dict[str, torch.Tensor], prefix: str = "") 
     return {prefix + n: trunk_state[k].detach().cpu() for k, n in zip(keys, names)}
 
 
-def load_vissl_trunk_state(path: str, trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
-    """The trunk state dict (VISSL names) of a VISSL checkpoint, consolidated dict or torchvision
-    file, loaded safely (vissl_ext.utils.safe_load)."""
-    from vissl_ext.tracking.trunk import TrunkMismatchError, trunk_state_from_checkpoint
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    obj = torch_load(path, trust_pickle=trust_pickle)
+def load_vissl_trunk_state(path: str, trust_pickle: bool = False, encoder: str = None) -> Dict[str, torch.Tensor]:
+    """The trunk state dict (VISSL names) of any checkpoint layout vissl_ext.utils.checkpoint_layouts
+    reads (VISSL checkpoint or consolidated dict, torchvision, MoCo, ...), loaded safely."""
     try:
-        return trunk_state_from_checkpoint(obj)
+        weights = read_trunk(path, encoder=encoder, trust_pickle=trust_pickle)
     except TrunkMismatchError as e:
-        raise ConversionError(f"{path}: {e}") from None
+        raise ConversionError(str(e)) from None
+    logger.info(f"{path}: layout {weights.layout}, {weights.encoder} encoder: {len(weights.state)} trunk tensors")
+    return weights.vissl_state()
 
 
 def save_d2_weights(state: Dict[str, torch.Tensor], output: str, matching_heuristics: bool = True,
@@ -101,9 +98,10 @@ def save_d2_weights(state: Dict[str, torch.Tensor], output: str, matching_heuris
         raise ValueError(f"{output}: use a .pkl (detectron2 model-zoo format) or .pth output name")
 
 
-def convert_checkpoint(input_path: str, output: str, prefix: str = "", trust_pickle: bool = False) -> Dict[str, np.ndarray]:
+def convert_checkpoint(input_path: str, output: str, prefix: str = "", trust_pickle: bool = False,
+                       encoder: str = None) -> Dict[str, np.ndarray]:
     """Convert ``input_path`` (see :func:`load_vissl_trunk_state`) to ``output``; returns the state."""
-    state = convert_trunk_state(load_vissl_trunk_state(input_path, trust_pickle), prefix=prefix)
+    state = convert_trunk_state(load_vissl_trunk_state(input_path, trust_pickle, encoder), prefix=prefix)
     save_d2_weights(state, output, matching_heuristics=not prefix, source=os.path.abspath(input_path))
     logger.info(f"converted {len(state)} trunk tensors: {input_path} -> {output}")
     return state

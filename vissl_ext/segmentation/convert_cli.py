@@ -5,13 +5,16 @@
     # then: MODEL.WEIGHTS weights/trunk_d2.pkl in a detectron2 config (RESNETS.STRIDE_IN_1X1 False)
 """
 from vissl_ext.cli.common import parser, run_main
+from vissl_ext.utils.checkpoint_layouts import add_encoder_flag
 from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.segmentation.convert import convert_checkpoint  # its ConversionError is a ValueError: a user error
 
 
 def parse_args(argv=None):
     p = parser(__doc__)
-    p.add_argument("input", help="VISSL checkpoint (.torch), consolidated trunk dict or torchvision ResNet .pth")
+    p.add_argument("input", help="a ResNet checkpoint in any layout docs/export.md lists (VISSL checkpoint, "
+                                 "torchvision/timm, MoCo, DINO, solo-learn, ...)")
+    add_encoder_flag(p)
     p.add_argument("--output", "-o", required=True, help=".pkl (detectron2 model-zoo format) or .pth")
     p.add_argument("--prefix", default="",
                    help="prefix for exact names, e.g. 'backbone.' (default: none, and detectron2 matches "
@@ -21,7 +24,8 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    state = convert_checkpoint(args.input, args.output, prefix=args.prefix, trust_pickle=args.trust_pickle)
+    state = convert_checkpoint(args.input, args.output, prefix=args.prefix, trust_pickle=args.trust_pickle,
+                               encoder=args.encoder)
     return {"ok": True, "output": args.output, "tensors": len(state)}
 
 

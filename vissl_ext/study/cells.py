@@ -1,7 +1,7 @@
 """One study cell = one model x one evaluation, run as the project's own command line.
 
-Every model becomes a VISSL checkpoint first (random init from a seed, or a torchvision state
-dict renamed to VISSL's trunk keys), so every evaluation takes the same route as a user's:
+Every model becomes a VISSL checkpoint first (random init from a seed, or the ResNet trunk of a
+checkpoint in any layout vissl_ext.utils.checkpoint_layouts reads, renamed to VISSL's trunk keys), so every evaluation takes the same route as a user's:
 RIS through ``config=benchmark/ris/custom``, linear probes through the host's benchmark config,
 VOC07 SVMs through the host's train_svm flow, ADE20K through tools/train_ade20k_segmentation.py.
 A cell's output lives in ``<out>/cells/<model>__<evaluation>/`` (``log.txt`` of the command,
@@ -55,8 +55,8 @@ def prepare_model(m: Model, out: str) -> str:
         return m.checkpoint
     import torch
 
-    from vissl_ext.utils.safe_load import torch_load
-    from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
+    from vissl_ext.tracking.trunk import build_trunk, compose_model_config
+    from vissl_ext.utils.checkpoint_layouts import load_into, read_trunk
 
     path = os.path.join(out, "models", f"{safe_name(m.name)}.torch")
     if os.path.isfile(path):
@@ -65,16 +65,10 @@ def prepare_model(m: Model, out: str) -> str:
         torch.manual_seed(m.seed)
         trunk = build_trunk(compose_model_config("pretrain/moco_video_baseline", [f"config.MODEL.TRUNK.RESNETS.DEPTH={m.depth}"]))
     if m.kind == "torchvision":
-        try:
-            obj = torch_load(m.weights, flag_hint=False)  # weights_only: refused in one line naming the file
-            state = trunk_state_from_checkpoint(obj)
-            missing, unexpected = trunk.load_state_dict(state, strict=False)
-        except Exception as e:
-            raise ValueError(f"model '{m.name}': {m.weights} is not a ResNet-{m.depth} state dict that loads safely ({e})")
-        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-        if missing or unexpected:
-            raise ValueError(f"model '{m.name}': {m.weights} does not fit a ResNet-{m.depth} trunk "
-                             f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})")
+        try:  # any layout checkpoint_layouts knows; refused in one line naming the file if unsafe or misfit
+            load_into(trunk, read_trunk(m.weights, flag_hint=False), vissl_names=True, target=f"a ResNet-{m.depth} trunk")
+        except ValueError as e:
+            raise ValueError(f"model '{m.name}': {e}") from None
     _vissl_checkpoint(trunk.state_dict(), path)
     return path
 

@@ -3,7 +3,7 @@
     models:
       - {name: "Random init", kind: random, seed: 0}                   # VISSL ResNet-50, random weights
       - {name: "Region Tracker", kind: vissl, checkpoint: ck/model_final_checkpoint_phase199.torch}
-      - {name: "Sup. R50", kind: torchvision, weights: resnet50.pth}    # a torchvision ResNet state dict
+      - {name: "Sup. R50", kind: torchvision, weights: resnet50.pth}    # a ResNet checkpoint, any layout of docs/export.md
     evaluations:
       - {name: aloi_viewpoint, kind: ris, manifest: /data/ris/aloi_viewpoint.json}
       - {name: "VOC07 SVM", kind: voc07_svm, overrides: [...]}

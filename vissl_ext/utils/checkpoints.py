@@ -185,3 +185,8 @@ def get_resume_checkpoint(cfg, checkpoint_folder: str) -> Optional[str]:
         return None
     logging.info(f"Resume from file: {valid[-1]}")
     return valid[-1]
+
+
+# the launcher's record beside a training run's checkpoints: {"config": the config's name}, which
+# VISSL's checkpoints do not keep (tools/export_trunk.py puts it in the export's metadata)
+RUN_INFO = "run_info.json"
