@@ -148,13 +148,21 @@ def detect_frames(paths: Sequence[str], indices: Sequence[int], params: ShotPara
 
 def detect_entry(entry, params: ShotParams, decoder: str = "pyav") -> Tuple[List[int], str]:
     """(starts, what was read) for a manifest entry: every frame of the source video when it is
-    still there, else the stored frames."""
+    still there; for a user's frame folder indexed in place, every image in it up to the last
+    kept one (a stride on the folder must not space the detector's frames further apart); else
+    the stored frames."""
     from vissl_ext.video.video_io import is_video_file
 
+    last = max(entry.frame_indices) if entry.frame_indices else None
     if entry.source and os.path.isfile(entry.source) and is_video_file(entry.source):
-        last = max(entry.frame_indices) if entry.frame_indices else None
         dec = entry.extra.get("decoder", decoder)
         return detect_video(entry.source, params, dec, entry.fps, last), "video"
+    if entry.source and entry.is_frame_folder and os.path.isdir(entry.source):
+        from vissl_ext.video.extraction import frame_folder_entry  # extraction imports this module
+
+        every = frame_folder_entry(entry.source, entry.id)
+        upto = [(p, i) for p, i in enumerate(every.frame_indices) if last is None or i <= last]
+        return detect_frames([every.frame_path(p) for p, _ in upto], [i for _, i in upto], params), "frames"
     if entry.is_frame_folder:
         return detect_frames([entry.frame_path(p) for p in range(entry.num_frames)], entry.frame_indices, params), "frames"
     raise FileNotFoundError(f"video '{entry.id}': source {entry.source} is gone and no frames are stored")
@@ -265,3 +273,19 @@ def join_clips(paths: Sequence[str], out_path: str, frames_each: int = 60, size=
                 n += 1
         out.mux(stream.encode(None))
     return starts
+
+
+# ---------------------------------------------------------------------------------------------
+# videos without shots: what the runs that rely on them say
+# ---------------------------------------------------------------------------------------------
+def detect_shots_command(manifest: str) -> str:
+    return f"python tools/detect_shots.py {manifest}"
+
+
+def missing_shots_line(entries: Sequence, where: str, consequence: str, fix: str) -> Optional[str]:
+    """One console line when some entries have no shots recorded (None when all have): how many,
+    what it means for the run, and the command that adds them."""
+    n = sum(1 for e in entries if not getattr(e, "shots", None))
+    if not n:
+        return None
+    return f"no shots recorded for {n} of {len(entries)} videos of {where}: {consequence}; add them: {fix}"
