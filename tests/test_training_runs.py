@@ -134,6 +134,11 @@ def test_demo_command(tmp_path):
     assert len(out) <= 50 and not any(x.startswith(("INFO", "WARNING", "features (")) for x in out), p.stdout
     assert "not the paper's numbers" in p.stdout
     assert "\nshots: " in p.stdout and "clips joined at" in p.stdout  # issue 14: the joined clip's detected shots
+    # issue 25: the main chain's shots (bikes.mp4 has cuts): pairs and matches dropped there, no track across
+    (cuts,) = [x for x in out if x.startswith("cuts: ")]
+    assert "of 4 videos (detected at extraction)" in cuts and "without shots" not in cuts
+    assert re.search(r"frame pairs dropped at cuts: [1-9]\d* of \d+", cuts), cuts
+    assert re.search(r"tracker matches dropped at cuts: [1-9]\d*; tracks across a cut: 0 of [1-9]", cuts), cuts
     assert "iter 2/2  loss" in (demo / "logs" / "3_baseline.log").read_text()  # the launcher's quiet lines
     assert "Training with config" in (demo / "checkpoints" / "moco_video_baseline" / "log.txt").read_text()
     # the pictures, each named in the summary

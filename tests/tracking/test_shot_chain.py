@@ -67,3 +67,8 @@ def test_defaults_keep_tracks_and_pairs_within_shots_no_shots_does_not(joined_cl
     straddle = [(a, b) for _, a, b in src.samples if spans(v, (a, b))]
     assert len(straddle) == 4 and src.num_cut_drops == 0
     assert "1 of 1 videos" in src.shots_note and f"tools/detect_shots.py {manifest}, then track again" in src.shots_note
+    # the demo's count of tracks across cuts (detected shots) agrees with the ground truth's
+    from vissl_ext.demo.chain import tracks_across_cuts
+
+    counted = tracks_across_cuts(str(tmp_path / "default" / "frames" / "manifest.json"), str(tmp_path / "no_shots" / "tracks"))
+    assert counted == {v.id: {"tracks": len(tracks), "across_cuts": len(crossing)}}
