@@ -32,6 +32,7 @@ from vissl_ext.cli.common import (add_video_flags, is_output_error, map_jobs, ou
                                   shard_of)
 from vissl_ext.video.extraction import (
     ExtractParams,
+    detect_entry_shots,
     extract_video,
     find_inputs,
     frame_folder_entry,
@@ -43,7 +44,6 @@ from vissl_ext.video.extraction import (
 from vissl_ext.video.shots import (
     ShotParams,
     add_shot_args,
-    detect_entry,
     load_cached_shots,
     same_params,
     save_shots,
@@ -104,7 +104,7 @@ def _process_one(job):
         else:  # extracted before without shots: detection only
             entry = load_finished(os.path.join(out, "frames"), vid)
         if shots is not None and entry.shots is None:
-            starts, read = detect_entry(entry, shots, params.decoder)
+            starts, read = detect_entry_shots(entry, shots, params.decoder)
             entry.shots = shots_record(starts, shots, read)
         if shots is not None:
             save_shots(out, vid, entry.shots)

@@ -148,21 +148,14 @@ def detect_frames(paths: Sequence[str], indices: Sequence[int], params: ShotPara
 
 def detect_entry(entry, params: ShotParams, decoder: str = "pyav") -> Tuple[List[int], str]:
     """(starts, what was read) for a manifest entry: every frame of the source video when it is
-    still there; for a user's frame folder indexed in place, every image in it up to the last
-    kept one (a stride on the folder must not space the detector's frames further apart); else
-    the stored frames."""
+    still there, else the stored frames (a user's frame folder: see
+    vissl_ext.video.extraction.detect_entry_shots)."""
     from vissl_ext.video.video_io import is_video_file
 
-    last = max(entry.frame_indices) if entry.frame_indices else None
     if entry.source and os.path.isfile(entry.source) and is_video_file(entry.source):
+        last = max(entry.frame_indices) if entry.frame_indices else None
         dec = entry.extra.get("decoder", decoder)
         return detect_video(entry.source, params, dec, entry.fps, last), "video"
-    if entry.source and entry.is_frame_folder and os.path.isdir(entry.source):
-        from vissl_ext.video.extraction import frame_folder_entry  # extraction imports this module
-
-        every = frame_folder_entry(entry.source, entry.id)
-        upto = [(p, i) for p, i in enumerate(every.frame_indices) if last is None or i <= last]
-        return detect_frames([every.frame_path(p) for p, _ in upto], [i for _, i in upto], params), "frames"
     if entry.is_frame_folder:
         return detect_frames([entry.frame_path(p) for p in range(entry.num_frames)], entry.frame_indices, params), "frames"
     raise FileNotFoundError(f"video '{entry.id}': source {entry.source} is gone and no frames are stored")
