@@ -35,8 +35,8 @@ def joined_clip(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def joined_frames(joined_clip, tmp_path_factory):
-    """The joined clip extracted at stride 2 with shot detection in the same pass."""
+    """The joined clip extracted at stride 2 with the defaults (shot detection in the same pass)."""
     out = tmp_path_factory.mktemp("joined_frames")
-    s = extract([joined_clip[0]], out, stride=2, shots=True)
+    s = extract([joined_clip[0]], out, stride=2)
     assert s["failed"] == 0 and s["videos_in_manifest"] == 1
     return out

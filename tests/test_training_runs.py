@@ -40,13 +40,23 @@ def assert_quiet_console(out, ckpt_dir, iterations):
 
 
 def test_two_iterations_on_shared_videos(video_frames_dir, tmp_path):
-    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu",
-                          f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
+    from vissl_ext.video.manifest import load_manifest, save_manifest
+
+    # a manifest written before shots were on by default: it trains, and the header says so in one line
+    videos = load_manifest(str(video_frames_dir / "manifest.json"))
+    for v in videos:
+        v.shots = None
+    manifest = tmp_path / "manifest.json"
+    save_manifest(str(manifest), videos)
+    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]",
                           f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path)
     assert rc == 0, out[-3000:]
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
     assert_quiet_console(out, tmp_path / "ck", iterations=2)
+    (line,) = [x for x in out.splitlines() if "no shots recorded" in x]
+    assert line.startswith(f"shots:  no shots recorded for 2 of 2 videos of {manifest}: PAIR_SCOPE=shot ")
+    assert f"python tools/detect_shots.py {manifest}" in line
     trunk = trunk_of(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
     assert "_feature_blocks.layer3.0.conv1.weight" in trunk
 
@@ -67,6 +77,7 @@ def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
     # quiet in spawned workers too: each rank's VISSL output is in its own log file
     assert_quiet_console(out, tmp_path / "ck", iterations=2)
     assert "batch 4 x 2 processes" in out
+    assert "no shots recorded" not in out  # the default extraction recorded them
     assert "world_size: 2, rank: 0" in (tmp_path / "ck" / "log.txt").read_text()
     assert "world_size: 2, rank: 1" in (tmp_path / "ck" / "log_rank1.txt").read_text()
     # the launcher checked the manifest's files once; both spawned ranks trusted its stamp
@@ -123,6 +134,11 @@ def test_demo_command(tmp_path):
     assert len(out) <= 50 and not any(x.startswith(("INFO", "WARNING", "features (")) for x in out), p.stdout
     assert "not the paper's numbers" in p.stdout
     assert "\nshots: " in p.stdout and "clips joined at" in p.stdout  # issue 14: the joined clip's detected shots
+    # issue 25: the main chain's shots (bikes.mp4 has cuts): pairs and matches dropped there, no track across
+    (cuts,) = [x for x in out if x.startswith("cuts: ")]
+    assert "of 4 videos (detected at extraction)" in cuts and "without shots" not in cuts
+    assert re.search(r"frame pairs dropped at cuts: [1-9]\d* of \d+", cuts), cuts
+    assert re.search(r"tracker matches dropped at cuts: [1-9]\d*; tracks across a cut: 0 of [1-9]", cuts), cuts
     assert "iter 2/2  loss" in (demo / "logs" / "3_baseline.log").read_text()  # the launcher's quiet lines
     assert "Training with config" in (demo / "checkpoints" / "moco_video_baseline" / "log.txt").read_text()
     # the pictures, each named in the summary

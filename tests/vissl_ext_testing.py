@@ -49,15 +49,17 @@ def cli_argv(**flags):
     return argv
 
 
-def extract(inputs, out, short_side=96, no_progress=True, **flags):
+def extract(inputs, out, short_side=96, no_progress=True, shots=None, **flags):
     """tools/extract_frames.py in-process (its own parser and defaults); returns its summary dict.
-    Keywords are its flags; the short side defaults to 96 px here to keep tests fast."""
+    Keywords are its flags; the short side defaults to 96 px here to keep tests fast. ``shots``:
+    None leaves the tool's default (detect), False passes --no-shots, True the old --shots."""
     from vissl_ext.video.extract_cli import parse_args, run
     from vissl_ext.video.extraction import find_inputs
 
     if any(os.path.isdir(p) for p, _ in find_inputs([str(i) for i in inputs])):
         short_side = None  # frame folders are indexed in place: the tool refuses --short-side for them
     argv = [*map(str, inputs), str(out), *cli_argv(short_side=short_side, no_progress=no_progress, **flags)]
+    argv += {None: [], True: ["--shots"], False: ["--no-shots"]}[shots]
     return run(parse_args(argv))
 
 

@@ -73,8 +73,10 @@ def test_across_shots_pairs_two_shots_of_one_video(joined_frames):
     assert len(seen) == 5  # partners come from all shots, not one fixed neighbour
 
 
-def test_without_shots_every_scope_but_across_is_todays_pairs(video_frames_dir, caplog):
+def test_single_shot_videos_every_scope_but_across_is_todays_pairs(video_frames_dir, caplog):
     manifest = video_frames_dir / "manifest.json"
+    # bag and cup are single takes: the default extraction records one shot each
+    assert [v.shots["starts"] for v in load_manifest(str(manifest))] == [[0], [0]]
     assert pairs_source(manifest, "shot").samples == pairs_source(manifest, "video").samples
     with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="no usable sample"):
         pairs_source(manifest, "across_shots")
@@ -128,3 +130,22 @@ def test_wrong_scopes_fail_at_compose_time(extra, match):
 def test_across_shots_is_refused_for_region_pairs():
     with pytest.raises(ConfigError, match="no track crosses a cut"):
         compose("config=pretrain/tiny/region_tracker_cpu", "config.DATA.TRAIN.VIDEO.PAIR_SCOPE=across_shots")
+
+
+def test_videos_without_shots_give_the_header_line_under_scope_shot_only(joined_frames, tmp_path):
+    """Issue 25: a manifest without shots still trains (a warning, not an error); the source
+    carries the one line the run's header shows: how many videos, the command that adds them."""
+    from vissl_ext.video.manifest import save_manifest
+
+    videos = load_manifest(str(joined_frames / "manifest.json"))
+    assert pairs_source(joined_frames / "manifest.json").shots_note is None  # shots recorded: nothing to say
+    for v in videos:
+        v.shots = None
+    bare = tmp_path / "manifest.json"
+    save_manifest(str(bare), videos)
+    src = pairs_source(bare)
+    assert len(src) == 99  # today's pairs, across the cuts too
+    assert src.shots_note.startswith(f"no shots recorded for 1 of 1 videos of {bare}: PAIR_SCOPE=shot ")
+    assert f"add them: python tools/detect_shots.py {bare}" in src.shots_note
+    assert "config.DATA.TRAIN.VIDEO.PAIR_SCOPE=video" in src.shots_note and "\n" not in src.shots_note
+    assert pairs_source(bare, "video").shots_note is None  # cuts ignored on purpose: nothing to warn about

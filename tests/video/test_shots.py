@@ -102,3 +102,50 @@ def test_bad_shot_parameters_are_refused():
     with pytest.raises(ValueError, match="threshold"):
         ShotParams(threshold=-1).validate()
     assert ShotParams(detector="adaptive").validate().threshold == 3.0
+
+
+# --- shots by default (issue 25) ---------------------------------------------------------------
+def test_shots_are_on_by_default_and_no_shots_turns_them_off(joined_clip, tmp_path):
+    from vissl_ext.video.extract_cli import parse_args
+
+    assert parse_args(["a.mp4", "out"]).shots and parse_args(["a.mp4", "out", "--shots"]).shots  # old command lines
+    assert not parse_args(["a.mp4", "out", "--no-shots"]).shots
+    path, _ = joined_clip
+    s = extract([path], tmp_path, stride=4, max_frames=10, shots=False)
+    assert s["processed"] == 1 and load_manifest(s["manifest"])[0].shots is None
+    assert not os.path.exists(tmp_path / "shots")
+    # the same folder with the defaults: frames kept, detection alone (videos extracted before without shots)
+    meta = tmp_path / "frames" / "joined" / "meta.json"
+    mtime = os.path.getmtime(meta)
+    s = extract([path], tmp_path, stride=4, max_frames=10)
+    (v,) = load_manifest(s["manifest"])
+    assert s["processed"] == 1 and os.path.getmtime(meta) == mtime
+    assert v.shots["starts"] == [0] and v.shots["read"] == "video"  # frames 0..36: inside the first clip
+
+
+def test_index_only_manifests_get_shots_by_default(joined_clip, tmp_path):
+    path, truth = joined_clip
+    s = extract([path], tmp_path, index_only=True, stride=5)
+    (v,) = load_manifest(s["manifest"])
+    assert v.frames_dir is None and v.shots["read"] == "video"
+    assert v.shots["starts"] == detect_video(path, ShotParams().validate())
+    assert len(v.shots["starts"]) == len(truth) and all(_near(s, t) for s, t in zip(v.shots["starts"], truth))
+
+
+def test_frame_folders_are_detected_on_every_stored_image(joined_clip, joined_frames, tmp_path):
+    """A frame folder given as input: its images are read (the video is not known), all of them
+    up to the last kept one, whatever --stride picks for the manifest."""
+    _, truth = joined_clip
+    (full,) = load_manifest(str(joined_frames / "manifest.json"))  # stride 2: files 000000.jpg, 000002.jpg, ...
+    folder = tmp_path / "joined"
+    folder.mkdir()
+    for name in full.frames:
+        os.symlink(os.path.join(full.frames_dir, name), folder / name)
+    s = extract([folder], tmp_path / "out", stride=3)  # kept: every 3rd image, 6 source frames apart
+    (v,) = load_manifest(s["manifest"])
+    assert v.frames_dir == str(folder) and v.frame_indices[:3] == [0, 6, 12]
+    assert v.shots["read"] == "frames"
+    # every image fed to the detector: the same cuts as detection on all of them (2 frames apart)
+    every = detect_frames([os.path.join(folder, f) for f in full.frames], full.frame_indices, ShotParams().validate())
+    assert v.shots["starts"] == every
+    assert len(every) == len(truth) and all(_near(s, t, tol=2) for s, t in zip(every, truth))

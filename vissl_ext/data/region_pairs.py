@@ -38,8 +38,13 @@ class VideoRegionPairsSource(VideoFramePairsSource):
     """Samples are :class:`RegionPair` objects; follow with RegionPairToViews and the box-aware
     transforms of vissl_ext.data.transforms.box_transforms, and collate with region_moco_collator."""
 
+    NO_SHOTS_MEANS = ("each counts as one shot, so their frame pairs, and the tracks the tracker made without "
+                      "shots, may cross cuts")
+    AFTER_DETECTION = ", then track again (tools/track_regions.py, a new output folder)"
+
     def _load_videos(self, path: str) -> List[VideoEntry]:
         manifest, files, doc = load_tracks_index(path)
+        self.manifest = manifest
         videos = load_manifest(manifest, check_files=not launcher_validated(manifest))
         self.tracks_kind = doc.get("kind")
         self._boxes_at, self._frame_size, kept, missing, bad = [], [], [], [], []

@@ -24,16 +24,23 @@ from vissl_ext.data.sampling import (
     same_shot_pairs,
     uniform_positions,
 )
-from vissl_ext.video.shots import shot_of_positions, shot_starts
+from vissl_ext.video.shots import detect_shots_command, missing_shots_line, shot_of_positions, shot_starts
 from vissl_ext.utils.validation_stamp import file_key, launcher_validated
 from vissl_ext.data.video_config import validate_video_cfg, video_cfg
 from vissl_ext.video.video_io import ReaderCache, VideoDecodeError, read_image, read_image_array
 from vissl_ext.registry import DataSource, register_data_source
 
 
-def load_videos(path: str, decoder: str) -> List[VideoEntry]:
+def manifest_path(path: str):
+    """The manifest a DATA_PATHS entry names (a folder holding one: its manifest.json); None for
+    a folder of videos indexed at start-up."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "manifest.json")):
-        path = os.path.join(path, "manifest.json")
+        return os.path.join(path, "manifest.json")
+    return None if os.path.isdir(path) else path
+
+
+def load_videos(path: str, decoder: str) -> List[VideoEntry]:
+    path = manifest_path(path) or path
     if os.path.isdir(path):
         logging.warning(f"{path}: indexing videos at start-up; tools/extract_frames.py --index-only writes a manifest once")
         entries, failures = entries_for_directory(path, decoder)
@@ -51,6 +58,8 @@ class _VideoSource(DataSource):
         super().__init__(cfg, data_source, path, split, dataset_name)
         self.vcfg = video_cfg(cfg, split)
         validate_video_cfg(self.vcfg, f"config.DATA.{split}.VIDEO")
+        self.manifest = manifest_path(path)  # None: a folder indexed at start-up
+        self.shots_note = None  # pair sources: the header's line about videos without shots
         self.videos = self._load_videos(path)
         # shot number of every frame position (all 0 for a video without known shots)
         self.shot_ids = [shot_of_positions(v.frame_indices, shot_starts(v)) for v in self.videos]
@@ -172,13 +181,20 @@ class VideoFramePairsSource(_VideoSource):
         self._log_scope(samples)
         return samples
 
+    # the header's line when PAIR_SCOPE=shot meets videos without shots: what it means, what follows detection
+    NO_SHOTS_MEANS = "each counts as one shot, so their pairs may cross cuts"
+    AFTER_DETECTION = ""
+
     def _log_scope(self, samples):
-        """One start-up line: shots known, and pairs dropped at cuts (scope shot) or kept across them."""
+        """One start-up line: shots known, and pairs dropped at cuts (scope shot) or kept across
+        them; under scope shot, also the header's line about videos without shots."""
         with_shots = [v for v in self.videos if v.shots]
         cuts = sum(len(v.shots["starts"]) - 1 for v in with_shots)
         scope = self.vcfg["PAIR_SCOPE"]
         msg = (f"{self.data_source}: PAIR_SCOPE={scope}; shots known for {len(with_shots)} of {len(self.videos)} "
                f"videos ({cuts} cuts)")
+        if scope == "shot":
+            self.shots_note = self._missing_shots_note()
         if not with_shots and scope != "across_shots":
             msg += "; each video is one shot (tools/detect_shots.py detects them): pairs as without shots"
         elif scope == "shot":
@@ -187,6 +203,17 @@ class VideoFramePairsSource(_VideoSource):
             straddle = sum(self.shot_ids[vi][a] != self.shot_ids[vi][b] for vi, a, b in samples)
             msg += f"; {straddle} pairs straddle a cut and are kept (scope video)"
         logging.info(msg)
+
+    def _missing_shots_note(self):
+        """The header's line when PAIR_SCOPE=shot meets videos without shots (None: all have them)."""
+        if self.manifest:
+            where, fix = self.manifest, detect_shots_command(self.manifest) + self.AFTER_DETECTION
+        else:
+            where = self.path
+            fix = f"python tools/extract_frames.py {self.path} <out> --index-only (a manifest with shots; train on it)"
+        return missing_shots_line(self.videos, where, f"PAIR_SCOPE=shot {self.NO_SHOTS_MEANS}", fix
+                                  + f" (single-shot footage such as tracking datasets: config.DATA.{self.split}.VIDEO."
+                                  f"PAIR_SCOPE=video)")
 
     def video_pairs(self, vi: int):
         """(pairs of video vi under PAIR_SCOPE, anchors whose partner is missing, pairs dropped at cuts)."""

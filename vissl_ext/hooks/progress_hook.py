@@ -1,6 +1,7 @@
 """A hook that tells a person what a training run does: a header when training starts (data,
-model, iterations, checkpoint folder), one line per logging step (loss and its terms,
-iterations/s, ETA) and a closing line. Rank 0 only; the lines also go to log.txt."""
+videos without shots under PAIR_SCOPE=shot, model, iterations, checkpoint folder), one line per
+logging step (loss and its terms, iterations/s, ETA) and a closing line. Rank 0 only; the lines also go to log.txt."""
+import logging
 import time
 
 import torch
@@ -40,6 +41,12 @@ def describe_data(task, split: str = "train") -> str:
     return "; ".join(parts) or f"{used} samples"
 
 
+def shots_notes(task, split: str = "train") -> list:
+    """The pair sources' lines about videos without shots under PAIR_SCOPE=shot (one per source)."""
+    ds = (task.datasets or {}).get(split)
+    return [n for n in (getattr(s, "shots_note", None) for s in getattr(ds, "data_objs", [])) if n]
+
+
 def describe_model(cfg, resumed: bool = False) -> str:
     m = cfg.MODEL
     trunk = m.TRUNK.NAME
@@ -72,6 +79,8 @@ class ConsoleProgressHook(EventHook):
         batch = cfg.DATA.TRAIN.BATCHSIZE_PER_REPLICA
         resumed = f", resuming at {task.iteration}" if task.iteration else ""
         say(f"data:   {describe_data(task)}")
+        for note in shots_notes(task):  # a warning: pairs across cuts are false positives
+            say(f"shots:  {note}", logging.WARNING)
         say(f"model:  {describe_model(cfg, resumed=bool(task.iteration))}")
         epochs = f"{task.num_epochs} epoch{'s' if task.num_epochs != 1 else ''}"
         say(f"train:  {task.max_iteration} iterations{resumed} ({epochs}, batch {batch} x "

@@ -11,6 +11,10 @@ The trunk is built from a VISSL config (--config, default pretrain/moco_video_ba
 (--checkpoint random: random init, for smoke tests). Resumable (finished videos are skipped);
 videos are sharded over torch.distributed ranks (rank 0 writes index.json) or with --shard i/n.
 
+Where the manifest records shots (tools/extract_frames.py detects them by default), no match
+links two shots: tracks end at cuts. Videos without shots are counted in one warning line at
+start-up (naming the tools/detect_shots.py command) and as videos_without_shots in the summary.
+
 Tracks files are written atomically and resumably; the index by rank 0 under torch.distributed, by
 every shard otherwise (from all finished videos, so the last shard to finish leaves a complete index).
 """
@@ -23,6 +27,7 @@ from tqdm import tqdm
 
 from vissl_ext.cli.common import add_video_flags, output_dir, parse_shard, parser, run_main, shard_of
 from vissl_ext.video.manifest import load_manifest
+from vissl_ext.video.shots import detect_shots_command, missing_shots_line
 from vissl_ext.video.tracks_io import finished_video_ids, save_video_tracks, write_tracks_index
 from vissl_ext.utils.safe_load import add_trust_pickle_flag
 from vissl_ext.cli.shard_jobs import add_slurm_args, merge_shard_summaries, submit_and_merge
@@ -115,6 +120,10 @@ def run(args) -> dict:
         (shard, num_shards), inited = parse_shard(args.shard), False
     device = _device(args.device, dist is not None)
     entries = load_manifest(args.manifest)
+    no_shots = missing_shots_line(entries, args.manifest, "tracks may link regions across their cuts",
+                                  detect_shots_command(args.manifest) + ", before tracking")
+    if no_shots and (dist is None or args.shard or shard == 0):  # one line under torch.distributed
+        logging.warning(no_shots)
     by_id = {e.id: e for e in entries}
     mine = shard_of(sorted(by_id), shard, num_shards)
     out = args.output
@@ -168,6 +177,7 @@ def run(args) -> dict:
     summary = {"ok": True, "output": out, "shard": f"{shard}/{num_shards}", "device": device, "videos": len(mine),
                "skipped_done": len(mine) - len(todo), "no_track": skipped[:20], "missing_proposals": missing[:20],
                "num_no_track": len(skipped), "num_missing_proposals": len(missing),
+               "videos_without_shots": sum(1 for v in mine if not by_id[v].shots),
                **{k: v for k, v in totals.items()}}
     write_json_atomic(os.path.join(out, f"summary_{shard}-of-{num_shards}.json"), summary, indent=1)
     if dist is not None and not args.shard:

@@ -16,7 +16,8 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def say(msg: str):
+def say(msg: str, level: int = logging.INFO):
     """Log ``msg`` through VISSL's current logger (file and console) and mark it for the quiet
-    console. ``logging.info`` on purpose: VISSL's setup_logging rebinds ``logging.root``."""
-    logging.info(msg, extra={CONSOLE_FLAG: True})
+    console, which shows it as written (a warning too). ``logging.log`` on purpose: VISSL's
+    setup_logging rebinds ``logging.root``."""
+    logging.log(level, msg, extra={CONSOLE_FLAG: True})

@@ -4,16 +4,23 @@
     python tools/extract_frames.py videos.txt /data/frames --fps 2 --shard 0/4   # one of 4 processes
     python tools/extract_frames.py /data/videos /data/index --index-only          # read videos directly
     python tools/extract_frames.py --merge /data/frames                           # rebuild manifest.json
-    python tools/extract_frames.py /data/videos /data/frames --stride 5 --shots   # + shot boundaries
+    python tools/extract_frames.py /data/tracking_videos /data/frames --no-shots  # single-shot footage
 
 Resumable (finished videos are skipped), shardable (--shard i/n, or torch.distributed RANK /
 WORLD_SIZE), unreadable videos counted, logged and listed in <out>/failed_<shard>.json.
 Decoding goes on past corrupt packets: a video that yields fewer frames than its container
 declares keeps the frames that decode, is marked partial in the manifest (decoded and declared
 counts), counted in the summary and listed in <out>/partial_<shard>.json.
---shots runs PySceneDetect on every decoded frame in the same pass (cuts between kept frames
-are found too) and stores each video's shot starts in the manifest; videos extracted before
-without shots get detection only. Existing manifests: tools/detect_shots.py.
+Shots are detected by default: PySceneDetect runs on every decoded frame in the same pass
+(cuts between kept frames are found too) and each video's shot starts go into the manifest, so
+temporal pairs (PAIR_SCOPE=shot) and Region Tracker tracks never cross a cut. It costs about
+2.1-2.5x the CPU time of decoding alone (benchmarks/bench_shots.py); with extraction the decode
+is shared, so the detector adds about 1 CPU-second per minute of video, and --index-only
+decodes each video once more for it. --no-shots turns it off; that is safe for single-shot
+footage (tracking datasets such as GOT-10k or TrackingNet, surveillance), not for edited video.
+Frame folders given as inputs are detected on their stored images (all of them, up to the last
+one kept). Videos extracted before without shots get detection only. Existing manifests:
+tools/detect_shots.py.
 """
 import logging
 import os
@@ -25,6 +32,7 @@ from vissl_ext.cli.common import (add_video_flags, is_output_error, map_jobs, ou
                                   shard_of)
 from vissl_ext.video.extraction import (
     ExtractParams,
+    detect_entry_shots,
     extract_video,
     find_inputs,
     frame_folder_entry,
@@ -36,7 +44,6 @@ from vissl_ext.video.extraction import (
 from vissl_ext.video.shots import (
     ShotParams,
     add_shot_args,
-    detect_entry,
     load_cached_shots,
     same_params,
     save_shots,
@@ -60,7 +67,11 @@ def parse_args(argv=None):
     p.add_argument("--index-only", action="store_true", help="write no frames: a manifest to decode videos directly")
     p.add_argument("--merge", action="store_true", help="only rebuild <output>/manifest.json from finished videos")
     add_video_flags(p, shard=True, workers=True)
-    p.add_argument("--shots", action="store_true", help="also detect shot boundaries (PySceneDetect) in the same pass")
+    p.add_argument("--shots", dest="shots", action="store_true", default=True,
+                   help="detect shot boundaries (PySceneDetect) in the same pass: the default, kept for old command lines")
+    p.add_argument("--no-shots", dest="shots", action="store_false",
+                   help="no shot detection (saves about 1 CPU-second per minute of video, a second decode with "
+                        "--index-only); safe for single-shot footage such as tracking datasets")
     add_shot_args(p, prefix="shot-")
     add_slurm_args(p)
     args = p.parse_args(argv)
@@ -93,7 +104,7 @@ def _process_one(job):
         else:  # extracted before without shots: detection only
             entry = load_finished(os.path.join(out, "frames"), vid)
         if shots is not None and entry.shots is None:
-            starts, read = detect_entry(entry, shots, params.decoder)
+            starts, read = detect_entry_shots(entry, shots, params.decoder)
             entry.shots = shots_record(starts, shots, read)
         if shots is not None:
             save_shots(out, vid, entry.shots)
@@ -107,7 +118,7 @@ def _process_one(job):
 
 
 def shot_params_from_args(args):
-    """ShotParams when --shots is on (None otherwise)."""
+    """ShotParams unless --no-shots (then None)."""
     if not args.shots:
         return None
     return ShotParams(detector=args.shot_detector, threshold=args.shot_threshold, min_scene_len=args.shot_min_len).validate()

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from vissl_ext.video.manifest import VideoEntry, VideoManifestError, save_manifest
-from vissl_ext.video.shots import ShotDetector, ShotParams, attach_cached_shots, shots_record
+from vissl_ext.video.shots import ShotDetector, ShotParams, attach_cached_shots, detect_entry, detect_frames, shots_record
 from vissl_ext.video.video_io import (
     VideoDecodeError,
     decode_sequential,
@@ -115,6 +115,18 @@ def frame_folder_entry(folder: str, vid: str, stride: int = 1, max_frames: int =
     pairs = pairs[::stride][: max_frames or None]
     return VideoEntry(id=vid, source=folder, frames_dir=folder, frames=[p[1] for p in pairs],
                       frame_indices=[p[0] for p in pairs])
+
+
+def detect_entry_shots(entry: VideoEntry, params: ShotParams, decoder: str = "pyav") -> Tuple[List[int], str]:
+    """:func:`vissl_ext.video.shots.detect_entry`, where a user's frame folder indexed in place
+    is read whole: every image in it up to the last kept one, so a stride on the folder does not
+    space the detector's frames further apart."""
+    if entry.source and entry.is_frame_folder and os.path.isdir(entry.source):
+        last = max(entry.frame_indices) if entry.frame_indices else None
+        every = frame_folder_entry(entry.source, entry.id)
+        upto = [(p, i) for p, i in enumerate(every.frame_indices) if last is None or i <= last]
+        return detect_frames([every.frame_path(p) for p, _ in upto], [i for _, i in upto], params), "frames"
+    return detect_entry(entry, params, decoder)
 
 
 def index_video(path: str, vid: str, params: ExtractParams) -> VideoEntry:

@@ -20,7 +20,8 @@ import sys
 
 from vissl_ext.cli.common import map_jobs, parse_shard, parser, run_main, shard_of
 from vissl_ext.video.manifest import load_manifest, save_manifest
-from vissl_ext.video.shots import (ShotParams, add_shot_args, detect_entry, load_cached_shots, same_params, save_shots,
+from vissl_ext.video.extraction import detect_entry_shots
+from vissl_ext.video.shots import (ShotParams, add_shot_args, load_cached_shots, same_params, save_shots,
                                   shots_record)
 from vissl_ext.video.video_io import VideoDecodeError
 from vissl_ext.cli.shard_jobs import add_slurm_args, submit_and_merge
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 def _detect_one(job):
     entry, folder, params, decoder = job
     try:
-        starts, read = detect_entry(entry, params, decoder)
+        starts, read = detect_entry_shots(entry, params, decoder)
         save_shots(folder, entry.id, shots_record(starts, params, read))
         return entry.id, None
     except (VideoDecodeError, OSError) as e:

@@ -148,7 +148,8 @@ def detect_frames(paths: Sequence[str], indices: Sequence[int], params: ShotPara
 
 def detect_entry(entry, params: ShotParams, decoder: str = "pyav") -> Tuple[List[int], str]:
     """(starts, what was read) for a manifest entry: every frame of the source video when it is
-    still there, else the stored frames."""
+    still there, else the stored frames (a user's frame folder: see
+    vissl_ext.video.extraction.detect_entry_shots)."""
     from vissl_ext.video.video_io import is_video_file
 
     if entry.source and os.path.isfile(entry.source) and is_video_file(entry.source):
@@ -235,3 +236,19 @@ def add_shot_args(p, prefix: str = ""):
     p.add_argument(f"--{prefix}threshold", type=float, default=0.0,
                    help="detector threshold (0: its default, content 27, adaptive 3)")
     p.add_argument(f"--{prefix}min-len", type=int, default=15, help="shortest shot in frames (default 15)")
+
+
+# ---------------------------------------------------------------------------------------------
+# videos without shots: what the runs that rely on them say
+# ---------------------------------------------------------------------------------------------
+def detect_shots_command(manifest: str) -> str:
+    return f"python tools/detect_shots.py {manifest}"
+
+
+def missing_shots_line(entries: Sequence, where: str, consequence: str, fix: str) -> Optional[str]:
+    """One console line when some entries have no shots recorded (None when all have): how many,
+    what it means for the run, and the command that adds them."""
+    n = sum(1 for e in entries if not getattr(e, "shots", None))
+    if not n:
+        return None
+    return f"no shots recorded for {n} of {len(entries)} videos of {where}: {consequence}; add them: {fix}"
