@@ -98,3 +98,34 @@ def shuffle_bn_keys(rank, n=4, size=64):
                          for r in rois_k])
     return {"key": loss.key, "want_key": want_k, "region_key": loss.region_key, "want_region_key": want_rk,
             "encoded_values": seen[0], "values": torch.tensor(values), "distributed": torch.tensor(hook.is_distributed)}
+
+
+def monitor_evaluation(rank, train, val, manifest, folder):
+    """The online monitor's evaluation of one random-init tiny trunk (same weights on every rank,
+    as DDP makes them): returns rank 0's records and, on each rank, whether the trunk is back in
+    train mode."""
+    from types import SimpleNamespace
+
+    from vissl.models import build_model
+
+    from vissl_ext.hooks.monitor_hook import MonitorHook, monitor_cfg
+    from vissl_ext_testing import compose
+
+    cfg = compose("config=pretrain/tiny/frame_temporal_cpu", "config.MONITOR.ENABLED=true",
+                  f"config.MONITOR.KNN.TRAIN={train}", f"config.MONITOR.KNN.VAL={val}", f"config.MONITOR.RIS.MANIFEST={manifest}",
+                  "config.MONITOR.BATCHSIZE=8", "config.MONITOR.IMAGE_SIZE=32")
+    torch.manual_seed(0)
+    model = build_model(cfg.MODEL, cfg.OPTIMIZER).train()
+    with torch.no_grad():  # BN statistics other than the init's 0 / 1, so eval mode matters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    hook = MonitorHook(monitor_cfg(cfg))
+    task = SimpleNamespace(base_model=model, checkpoint_folder=folder, iteration=0, max_iteration=4, num_epochs=2,
+                           hooks=[], train=True)
+    hook.on_start(task)
+    task.iteration = 2
+    records = hook.evaluate(task)
+    return {"metrics": [r["metric"] for r in records], "values": torch.tensor([r["value"] for r in records]),
+            "train_mode": torch.tensor(all(m.training for m in model.modules()))}
