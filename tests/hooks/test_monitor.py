@@ -165,7 +165,8 @@ def test_other_projects_register_a_metric(tmp_path, sets):
 
 def test_same_numbers_under_one_and_two_gloo_processes(tmp_path, sets):
     """Batches of 8 over 20 + 20 + 40 images: 2 ranks encode 3 + 3 + 5 batches between them, rank 0
-    scores; the numbers are those of one process, and the trunk is back in train mode everywhere."""
+    scores with rank 0's BN statistics; the numbers are those of one process, and each trunk is back
+    in train mode with its own statistics."""
     runs = {}
     for world in (1, 2):
         d = tmp_path / f"world{world}"
@@ -174,7 +175,7 @@ def test_same_numbers_under_one_and_two_gloo_processes(tmp_path, sets):
     one, two = runs[1][0], runs[2][0]
     assert one["metrics"] == two["metrics"] == ["knn_top1", "ris_top10", "ris_top25"]
     assert torch.equal(one["values"], two["values"]), (one["values"], two["values"])
-    assert all(bool(r["train_mode"]) for w in runs.values() for r in w)
+    assert all(bool(r["train_mode"]) and bool(r["own_buffers"]) for w in runs.values() for r in w)
     assert two["values"][0] >= 50 and two["values"][1] > 0  # the kNN of 2 classes beats chance...
     assert runs[2][1]["metrics"] == []  # ...and only rank 0 scores and writes
     assert len(read_jsonl(str(tmp_path / "world2" / "monitor.jsonl"))) == 3

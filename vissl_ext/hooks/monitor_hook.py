@@ -10,8 +10,9 @@ Each evaluation gives one console line, TensorBoard scalars ``Monitor/<metric>``
 ``config.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true``) and lines of
 ``<checkpoint folder>/monitor.jsonl`` ({epoch, iteration, metric, value, seconds}).
 
-- Several processes: global batch b of a set is encoded on rank b % world size, the features are
-  summed into rank 0 (each row is non-zero on one rank only, so the sum is exact) and rank 0
+- Several processes: every rank takes rank 0's BN statistics for the evaluation (DDP leaves each
+  rank with its own after a step), global batch b of a set is encoded on rank b % world size, the
+  features are summed into rank 0 (each row is non-zero on one rank only, so the sum is exact) and rank 0
   scores. Every image is encoded in the same batch whatever the world size.
 - Resume: evaluations are keyed by iteration in monitor.jsonl. A resumed run evaluates at its
   start when the point it resumes from was due and is not recorded (killed between the
@@ -206,6 +207,28 @@ def extract_features(trunk, data: ImageSet, layer: str, batch_size: int, device,
     return out if rank == 0 else None
 
 
+@contextmanager
+def rank0_buffers(module: torch.nn.Module):
+    """Within: every rank's buffers (BN statistics) are rank 0's, as in its checkpoint; each
+    rank's own are restored after. Ranks update their statistics with their own batches after
+    DDP broadcasts rank 0's at the start of each forward, so after a step they differ."""
+    import torch.distributed as dist
+
+    if rank_and_world()[1] == 1:
+        yield module
+        return
+    buffers = [b for b in module.buffers() if b.numel()]
+    saved = [b.detach().clone() for b in buffers]
+    for b in buffers:
+        dist.broadcast(b.data, 0)
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for b, s in zip(buffers, saved):
+                b.copy_(s)
+
+
 def _agree(flag: bool, device) -> bool:
     """Rank 0's ``flag`` on every rank (it alone reads monitor.jsonl)."""
     import torch.distributed as dist
@@ -299,7 +322,7 @@ class MonitorHook(EventHook):
         records = []
         trunk = task.base_model.trunk
         start = time.perf_counter()
-        with evaluating(trunk):
+        with evaluating(trunk), rank0_buffers(trunk):
             for name, metric in self.metrics:
                 t0 = time.perf_counter()
                 feats = {k: extract_features(trunk, s, self.m["LAYER"], self.m["BATCHSIZE"], self.device,
