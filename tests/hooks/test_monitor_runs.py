@@ -186,7 +186,7 @@ def test_two_gloo_processes_shot_temporal(joined_frames, sets, tmp_path):
     rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
                           f"config.CHECKPOINT.DIR={ck}", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
                           "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16",
-                          "config.MONITOR.BATCHSIZE=8", *monitor_args(*sets)], cwd=tmp_path)
+                          "config.MONITOR.BATCHSIZE=8", *monitor_args(*sets)], cwd=tmp_path, timeout=1500)
     assert rc == 0, out[-3000:]
     assert len(monitor_lines(out)) == 1 and "batch 4 x 2 processes" in out, out
     recs = records(ck)
