@@ -242,6 +242,10 @@ def _agree(flag: bool, device) -> bool:
 
 # ------------------------------------------------------------------------------ the hook
 
+def _every(n: int, unit: str) -> str:
+    return "" if not n else unit if n == 1 else f"{n} {unit}s"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2f}"
 
@@ -286,9 +290,10 @@ class MonitorHook(EventHook):
             self.done = {int(r["iteration"]) for r in records if isinstance(r.get("iteration"), int)}
             sizes = ", ".join(f"{name.lower()} ({' + '.join(str(len(s)) for s in self.sets[name].values())} images)"
                               for name, _ in self.metrics)
-            every = [f"{self.m['EVERY_N_EPOCHS']} epochs"] if self.m["EVERY_N_EPOCHS"] else []
-            every += [f"{self.m['EVERY_N_ITERATIONS']} iterations"] if self.m["EVERY_N_ITERATIONS"] else []
-            say(f"monitor: {sizes} every {' and '.join(every) or 'run'} and at the end -> {self.log_path}")
+            every = [_every(self.m["EVERY_N_EPOCHS"], "epoch"), _every(self.m["EVERY_N_ITERATIONS"], "iteration")]
+            every = [e for e in every if e]
+            when = f"every {' and '.join(every)} and " if every else ""
+            say(f"monitor: {sizes} {when}at the end -> {self.log_path}")
         if task.iteration > 0 and self.due(task, task.iteration):
             self.maybe_evaluate(task)  # resumed from a due point: evaluated unless recorded
 
