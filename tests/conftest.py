@@ -1,4 +1,6 @@
 """Fixtures shared by every test folder; utilities live in vissl_ext_testing.py."""
+import os
+
 import pytest
 
 from vissl_ext_testing import REPO, extract, shared_path
@@ -40,3 +42,22 @@ def joined_frames(joined_clip, tmp_path_factory):
     s = extract([joined_clip[0]], out, stride=2)
     assert s["failed"] == 0 and s["videos_in_manifest"] == 1
     return out
+
+
+@pytest.fixture(scope="session")
+def tracks(video_frames_dir, tmp_path_factory):
+    """Region Tracker tracks of ``video_frames_dir`` (real selective search, random-init baseline
+    trunk), made once per session: the Region Tracker runs and the monitor runs train on them."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("tracks")
+    manifest = video_frames_dir / "manifest.json"
+    for name, *args in (("propose_regions.py", manifest, d / "proposals", "--no-progress"),
+                        ("track_regions.py", manifest, d / "proposals", d / "tracks", "--checkpoint", "random",
+                         "--config", "pretrain/tiny/moco_video_baseline_cpu", "--input-short-side", "96",
+                         "--no-progress")):
+        p = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *map(str, args)], capture_output=True,
+                           text=True)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return d / "tracks"

@@ -4,13 +4,11 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from vissl_ext_testing import REPO, compose, run_engine
+from vissl_ext_testing import compose, run_engine
 
 pytestmark = pytest.mark.slow
 
@@ -33,22 +31,6 @@ class DumpQueues(ClassyHook):
 def dump(cfg):
     return [DumpQueues()]
 '''
-
-
-def tool(name, *args):
-    p = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *map(str, args)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    return p.stdout
-
-
-@pytest.fixture(scope="module")
-def tracks(video_frames_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tracks")
-    manifest = video_frames_dir / "manifest.json"
-    tool("propose_regions.py", manifest, d / "proposals", "--no-progress")
-    tool("track_regions.py", manifest, d / "proposals", d / "tracks", "--checkpoint", "random", "--config",
-         "pretrain/tiny/moco_video_baseline_cpu", "--input-short-side", "96", "--no-progress")
-    return d / "tracks"
 
 
 def losses(ckpt_dir):

@@ -231,3 +231,38 @@ def region_embedding_grads(rank, embedding, channels_last):
     out["conv1_channels_last"] = torch.tensor(model.trunk._feature_blocks.conv1.weight.is_contiguous(
         memory_format=torch.channels_last))
     return out
+
+
+def monitor_evaluation(rank, train, val, manifest, folder):
+    """The online monitor's evaluation of one random-init tiny trunk (same weights on every rank,
+    as DDP makes them; BN statistics differ per rank, as a DDP step leaves them): returns rank 0's
+    records and, on each rank, whether the trunk is back in train mode with its own statistics."""
+    from types import SimpleNamespace
+
+    from vissl.models import build_model
+
+    from vissl_ext.hooks.monitor_hook import MonitorHook, monitor_cfg
+    from vissl_ext_testing import compose
+
+    cfg = compose("config=pretrain/tiny/frame_temporal_cpu", "config.MONITOR.ENABLED=true",
+                  f"config.MONITOR.KNN.TRAIN={train}", f"config.MONITOR.KNN.VAL={val}", f"config.MONITOR.RIS.MANIFEST={manifest}",
+                  "config.MONITOR.BATCHSIZE=8", "config.MONITOR.IMAGE_SIZE=32")
+    torch.manual_seed(0)
+    model = build_model(cfg.MODEL, cfg.OPTIMIZER).train()
+    with torch.no_grad():  # BN statistics other than the init's 0 / 1, so eval mode matters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                if rank:  # DDP training leaves each rank its own statistics; rank 0's are the checkpoint's
+                    m.running_mean.add_(0.05)
+    hook = MonitorHook(monitor_cfg(cfg))
+    task = SimpleNamespace(base_model=model, checkpoint_folder=folder, iteration=0, max_iteration=4, num_epochs=2,
+                           hooks=[], train=True)
+    hook.on_start(task)
+    task.iteration = 2
+    before = [b.clone() for b in model.buffers()]
+    records = hook.evaluate(task)
+    return {"metrics": [r["metric"] for r in records], "values": torch.tensor([r["value"] for r in records]),
+            "train_mode": torch.tensor(all(m.training for m in model.modules())),
+            "own_buffers": torch.tensor(all(torch.equal(a, b) for a, b in zip(before, model.buffers())))}

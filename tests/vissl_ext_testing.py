@@ -235,3 +235,33 @@ def make_joined_clip(folder, frames_each: int = 40, name: str = "joined.mp4", cl
     path = os.path.join(str(folder), name)
     starts = join_clips([shared_path(*c) for c in clips], path, frames_each=frames_each)
     return path, starts
+
+
+def monitor_sets(root, short_side=72):
+    """Small real sets for the online monitor: frames of ../shared/data's two DAVIS-2016 sequences
+    (class = sequence), short side ``short_side``. kNN: ``root/knn/train/<seq>/`` (frames 0, 4, 8,
+    ...) and ``root/knn/val/<seq>/`` (2, 6, ...); RIS: ``root/ris.json``, trajectories of 5
+    consecutive odd frames, image_size 64. Returns (train folder, val folder, manifest path)."""
+    from PIL import Image
+
+    from vissl_ext.invariance.builders import build_folders
+
+    src = shared_path("video_davis2016_sample", "JPEGImages", "480p")
+    root = str(root)
+    for seq in sorted(os.listdir(src)):
+        frames = sorted(f for f in os.listdir(os.path.join(src, seq)) if f.endswith(".jpg"))
+        for i, f in enumerate(frames):
+            if i % 4 == 0:
+                dst = os.path.join(root, "knn", "train", seq, f)
+            elif i % 4 == 2:
+                dst = os.path.join(root, "knn", "val", seq, f)
+            else:
+                dst = os.path.join(root, "ris", seq, f"t{i // 10}", f)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with Image.open(os.path.join(src, seq, f)) as im:
+                w, h = im.size
+                scale = short_side / min(w, h)
+                im.convert("RGB").resize((round(w * scale), round(h * scale))).save(dst, quality=90)
+    manifest = os.path.join(root, "ris.json")
+    build_folders(os.path.join(root, "ris"), invariance="viewpoint", image_size=64).save(manifest)
+    return os.path.join(root, "knn", "train"), os.path.join(root, "knn", "val"), manifest

@@ -46,9 +46,13 @@ _COMPONENT_MODULES = [
     "vissl_ext.hooks.temporal_contrastive_hook",
     "vissl_ext.hooks.device_augment_hook",
     "vissl_ext.hooks.progress_hook",
+    "vissl_ext.hooks.tensorboard_hook",
+    "vissl_ext.hooks.monitor_hook",
+    "vissl_ext.downstream.knn_monitor",
     "vissl_ext.data.catalog",
     "vissl_ext.invariance.data_source",
     "vissl_ext.invariance.engine",
+    "vissl_ext.invariance.ris_monitor",
 ]
 
 # ... and with detectron2 (SEM_SEG_HEADS_REGISTRY); imported once detectron2 is.

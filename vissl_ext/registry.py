@@ -1,4 +1,5 @@
-"""Registration helpers that VISSL lacks: a decorator for data sources and a hook registry.
+"""Registration helpers that VISSL lacks: a decorator for data sources, a hook registry and
+the online monitor's metrics.
 
 VISSL keeps data sources in a plain dict (``vissl.data.DATASET_SOURCE_MAP``) and builds hooks
 from the ``hook_generator`` handed to ``launch_distributed``. These helpers let this plugin, and
@@ -12,6 +13,9 @@ any project that imports it, extend both the same way::
     @register_hook_factory("my_hooks")
     def my_hooks(cfg):
         return [MyHook()] if cfg.get("MY_FLAG", False) else []
+
+    @register_monitor_metric("MY_METRIC")      # config.MONITOR.MY_METRIC.*
+    class MyMetric(MonitorMetric): ...         # vissl_ext.hooks.monitor_hook
 
 Registration is idempotent for the same object (module re-imports in spawned workers) and
 refuses a different object under a taken name.
@@ -152,3 +156,25 @@ def hook_generator(cfg) -> List:
     from vissl.hooks import CheckNanLossHook
 
     return [h for h in hooks if not isinstance(h, CheckNanLossHook)] + [h for h in hooks if isinstance(h, CheckNanLossHook)]
+
+
+_MONITOR_METRICS: "OrderedDict[str, object]" = OrderedDict()
+
+
+def register_monitor_metric(name: str):
+    """Class decorator: a metric of the online monitor (vissl_ext.hooks.monitor_hook), configured
+    by ``config.MONITOR.<name>``; the class subclasses ``MonitorMetric``. An instance is kept."""
+
+    def wrap(cls):
+        existing = _MONITOR_METRICS.get(name)
+        if existing is not None and not _same(type(existing), cls):
+            raise ValueError(f"monitor metric '{name}' is already registered to {type(existing)!r}")
+        _MONITOR_METRICS[name] = cls()
+        return cls
+
+    return wrap
+
+
+def monitor_metrics() -> "OrderedDict[str, object]":
+    """{config section name: metric instance} of every registered monitor metric."""
+    return _MONITOR_METRICS

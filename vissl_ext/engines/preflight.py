@@ -11,6 +11,9 @@ composition errors and misspelled keys are :func:`vissl_ext.config.compose_confi
   video_region_pairs, ris_manifest; other projects may add theirs) reads its path the way its
   workers will (manifest readers, tracks index), so a missing path, an empty folder, invalid JSON
   or a manifest listing missing files fails here, not in rank 0 after the workers started.
+- :func:`vissl_ext.hooks.monitor_hook.check_monitor_paths`: the sets an enabled online monitor
+  names (config.MONITOR) read, so a bad monitor path is an ``error:`` line, not a crash at the
+  first evaluation days later.
 - :func:`stamp_validated`: what the checks validated in full goes into a stamp in the checkpoint
   folder (vissl_ext.utils.validation_stamp), and the ranks started by this launcher skip the
   file-existence checks on the same unchanged manifests: on a Kinetics-scale manifest of frame
@@ -24,6 +27,7 @@ from contextlib import contextmanager
 from typing import List
 
 from vissl_ext.config import ConfigError
+from vissl_ext.hooks.monitor_hook import check_monitor_paths
 from vissl_ext.utils.validation_stamp import STAMP_ENV, write_stamp
 
 CPU_OVERRIDES = "config.MACHINE.DEVICE=cpu config.DISTRIBUTED.BACKEND=gloo config.DISTRIBUTED.NUM_PROC_PER_NODE=1"
@@ -101,7 +105,9 @@ def check_before_launch(config) -> List[dict]:
     what :func:`stamp_validated` records."""
     check_amp(config)
     check_devices(config)
-    return check_data_paths(config)
+    validated = check_data_paths(config)
+    check_monitor_paths(config)
+    return validated
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """A hook that tells a person what a training run does: a header when training starts (data,
-videos without shots under PAIR_SCOPE=shot, model, iterations, checkpoint folder), one line per
-logging step (loss and its terms, iterations/s, ETA) and a closing line. Rank 0 only; the lines also go to log.txt."""
+videos without shots under PAIR_SCOPE=shot, model, iterations, checkpoint folder, TensorBoard folder
+when it is on), one line per logging step (loss and its terms, iterations/s, ETA) and a closing line. Rank 0
+only; the lines also go to log.txt."""
 import logging
 import time
 
@@ -8,6 +9,7 @@ import torch
 
 from vissl_ext.utils.console import say
 from vissl_ext.hooks.base import EventHook
+from vissl_ext.hooks.tensorboard_hook import tensorboard_dir
 from vissl_ext.registry import register_hook_factory
 
 
@@ -85,6 +87,9 @@ class ConsoleProgressHook(EventHook):
         epochs = f"{task.num_epochs} epoch{'s' if task.num_epochs != 1 else ''}"
         say(f"train:  {task.max_iteration} iterations{resumed} ({epochs}, batch {batch} x "
             f"{world} process{'es' if world > 1 else ''}, {cfg.MACHINE.DEVICE}) -> {task.checkpoint_folder}")
+        if cfg.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD:
+            tb = tensorboard_dir(task.checkpoint_folder)
+            say(f"tensorboard: {tb}  (tensorboard --logdir {tb})")
         self.t0, self.first_iteration = time.time(), task.iteration
 
     def on_step(self, task) -> None:

@@ -60,3 +60,41 @@ def check_file_id(file_id, where: str, error=ValueError) -> str:
         raise error(f"{where}: id {file_id!r} cannot name a file (absolute, a path separator, '.' or '..'); "
                          "ids written by tools/extract_frames.py are safe: regenerate the file")
     return file_id
+
+
+def append_jsonl(path: str, records) -> None:
+    """Append ``records`` as JSON lines with one write, flushed and fsynced: a kill leaves them
+    all or, at worst, one cut last line, which :func:`read_jsonl` skips. A cut line left by an
+    earlier kill is ended first, so the new lines stay whole."""
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+        while data:  # a regular file takes it in one write; a short write continues
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str) -> list:
+    """The JSON objects of a JSON-lines file ([] when absent); lines that do not parse (a write
+    cut by a kill) are skipped."""
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    out.append(obj)
+    except FileNotFoundError:
+        pass
+    return out

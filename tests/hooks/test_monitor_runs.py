@@ -1,0 +1,197 @@
+"""The online monitor and the TensorBoard terms in real training runs (VISSL's launcher, CPU):
+the numbers on the run's own checkpoint, every named scalar in the event file, resume, and two
+gloo processes."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from vissl_ext_testing import compose, monitor_sets, run_engine
+
+pytestmark = pytest.mark.slow
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    return monitor_sets(tmp_path_factory.mktemp("monitor_sets"))
+
+
+def monitor_args(train, val, manifest, *extra):
+    return ["config.MONITOR.ENABLED=true", f"config.MONITOR.KNN.TRAIN={train}", f"config.MONITOR.KNN.VAL={val}",
+            f"config.MONITOR.RIS.MANIFEST={manifest}", f"config.MONITOR.IMAGE_SIZE={SIZE}",
+            "config.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true", *extra]
+
+
+# ---- the same numbers, computed directly from the checkpoint file ---------------------------
+
+def trunk_from(checkpoint, config):
+    from vissl.models import build_model
+
+    cfg = compose(f"config={config}")
+    model = build_model(cfg.MODEL, cfg.OPTIMIZER)
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model.trunk.load_state_dict(ck["classy_state_dict"]["base_model"]["model"]["trunk"])
+    return model.trunk.eval()
+
+
+@torch.no_grad()
+def features(trunk, images, transform):
+    """Pooled res5 features of the images, all in one batch (as the monitor's batch of 64)."""
+    from PIL import Image
+
+    x = torch.stack([transform(_crop(Image.open(p).convert("RGB"), box)) for p, box in images])
+    return trunk(x, ["res5avg"])[0].flatten(1).numpy()
+
+
+def _crop(img, box):
+    return img if box is None else img.crop((box[0], box[1], box[0] + box[2], box[1] + box[3]))
+
+
+def folder_images(root):
+    classes = sorted(os.listdir(root))
+    items = [(os.path.join(root, c, f), i) for i, c in enumerate(classes) for f in sorted(os.listdir(os.path.join(root, c)))]
+    return [(p, None) for p, _ in items], np.array([y for _, y in items])
+
+
+def plain_knn_top1(train, train_labels, val, val_labels, k=20, temperature=0.07):
+    """Weighted kNN written out: cosine similarity, the k nearest vote exp(sim / T) for their class."""
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    val = val / np.linalg.norm(val, axis=1, keepdims=True)
+    correct = 0
+    for f, y in zip(val, val_labels):
+        sim = train @ f
+        votes = {}
+        for j in np.argsort(-sim, kind="stable")[:k]:
+            votes[train_labels[j]] = votes.get(train_labels[j], 0.0) + np.exp(sim[j] / temperature)
+        correct += max(votes, key=votes.get) == y
+    return 100.0 * correct / len(val_labels)
+
+
+def direct_numbers(checkpoint, config, sets):
+    """kNN top-1 and RIS Top-10/25 of the checkpoint's trunk, without the monitor's code."""
+    import torchvision.transforms as T
+
+    from vissl_ext.invariance.ris import compute_ris
+
+    trunk = trunk_from(checkpoint, config)
+    knn_view = T.Compose([T.Resize(round(SIZE * 256 / 224)), T.CenterCrop(SIZE), T.ToTensor(), T.Normalize(MEAN, STD)])
+    (train, ytr), (val, yva) = folder_images(sets[0]), folder_images(sets[1])
+    knn = plain_knn_top1(features(trunk, train, knn_view), ytr, features(trunk, val, knn_view), yva)
+    m = json.load(open(sets[2]))
+    root = os.path.dirname(sets[2])
+    images = [(os.path.join(root, e["image"]), e["box"]) for e in m["entries"]]
+    ris_view = T.Compose([T.Resize((SIZE, SIZE)), T.ToTensor(), T.Normalize(MEAN, STD)])
+    r = compute_ris(features(trunk, images, ris_view), [e["trajectory"] for e in m["entries"]],
+                    [e["class"] for e in m["entries"]])
+    return {"knn_top1": knn, "ris_top10": r.scores[10], "ris_top25": r.scores[25]}
+
+
+def records(ck):
+    from vissl_ext.utils.atomic_io import read_jsonl
+
+    return read_jsonl(str(ck / "monitor.jsonl"))
+
+
+def at(recs, iteration):
+    return {r["metric"]: r["value"] for r in recs if r["iteration"] == iteration}
+
+
+def assert_numbers_match(recs, iteration, checkpoint, config, sets):
+    got, want = at(recs, iteration), direct_numbers(checkpoint, config, sets)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-4), (k, got[k], want[k])
+
+
+def scalars(tb_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def monitor_lines(out):
+    return [x for x in out.splitlines() if x.startswith("monitor: epoch")]
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+def test_region_tracker_run_monitor_tensorboard_then_resume(tracks, sets, tmp_path):
+    ck = tmp_path / "ck"
+    args = ["config=pretrain/tiny/region_tracker_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{tracks}]",
+            f"config.CHECKPOINT.DIR={ck}", "config.OPTIMIZER.num_epochs=2", *monitor_args(*sets)]
+    rc, out = run_engine(args, cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    # console: the TensorBoard folder in the header, one line per evaluation (after epochs 1 and 2)
+    assert f"tensorboard: {ck}/tb_logs  (tensorboard --logdir {ck}/tb_logs)" in out.splitlines()
+    lines = monitor_lines(out)
+    assert [re.match(r"monitor: epoch (\d) iter (\d)  knn_top1 [\d.]+  ris_top10 [\d.]+  ris_top25 [\d.]+  \([\d.]+ s\)$",
+                     x).groups() for x in lines] == [("1", "2"), ("2", "4")], out
+    recs = records(ck)
+    assert sorted((r["iteration"], r["metric"]) for r in recs) == [(i, m) for i in (2, 4) for m in
+                                                                    ("knn_top1", "ris_top10", "ris_top25")]
+    assert all(set(r) == {"epoch", "iteration", "metric", "value", "seconds"} and r["seconds"] > 0 for r in recs)
+    # the final evaluation is that of the final checkpoint, computed without the monitor
+    assert_numbers_match(recs, 4, ck / "model_final_checkpoint_phase1.torch", "pretrain/tiny/region_tracker_cpu", sets)
+
+    # every named scalar is in the event file, read back with tensorboard's reader
+    tb = scalars(ck / "tb_logs")
+    for tag in ("Losses/frame", "Losses/region", "Losses/total", "Regions/pairs_per_step",
+                "Regions/batches_without_regions", "Optimization/learning_rate", "Monitor/knn_top1",
+                "Monitor/ris_top10", "Monitor/ris_top25", "Training/Loss"):
+        assert tag in tb, (tag, sorted(tb))
+    for tag in ("Losses/frame", "Losses/region", "Regions/pairs_per_step", "Optimization/learning_rate"):
+        assert [s for s, _ in tb[tag]] == [1, 2, 3, 4], tag
+    progress = [re.search(r"^iter (\d)/4 .* frame ([\d.]+)  region ([\d.]+)", x) for x in out.splitlines()]
+    progress = [m.groups() for m in progress if m]
+    assert len(progress) == 4
+    for (it, frame, region), (_, f), (_, r) in zip(progress, tb["Losses/frame"], tb["Losses/region"]):
+        assert abs(float(frame) - f) < 1e-4 and abs(float(region) - r) < 1e-4, it
+    assert all(v == pytest.approx(0.03) for _, v in tb["Optimization/learning_rate"])
+    pairs = [v for _, v in tb["Regions/pairs_per_step"]]
+    assert all(v == int(v) and 0 <= v <= 4 * 8 for v in pairs) and sum(pairs) > 0
+    final = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu", weights_only=True)
+    without = int(final["classy_state_dict"]["loss"]["num_batches_without_regions"])
+    assert tb["Regions/batches_without_regions"][-1] == (4, without)
+    assert [(s, pytest.approx(v, abs=1e-5)) for s, v in tb["Monitor/knn_top1"]] == \
+        [(i, at(recs, i)["knn_top1"]) for i in (2, 4)]
+
+    # resume: killed after the epoch-1 checkpoint and before its evaluation was written (a cut
+    # line left), while iteration 4's evaluation had been written: the rerun evaluates iteration
+    # 2 at its start, on the same weights, and does not evaluate iteration 4 again
+    first = at(recs, 2)
+    os.remove(ck / "model_final_checkpoint_phase1.torch")
+    with open(ck / "monitor.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in recs if r["iteration"] == 4)
+        f.write('{"epoch": 1, "iteration": 2, "metric": "knn_')
+    rc, out = run_engine(args, cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    assert [x.split("  ")[0] for x in monitor_lines(out)] == ["monitor: epoch 1 iter 2"], out
+    again = records(ck)
+    assert sorted((r["iteration"], r["metric"]) for r in again) == sorted((r["iteration"], r["metric"]) for r in recs)
+    assert at(again, 2) == first and at(again, 4) == at(recs, 4)
+
+
+def test_two_gloo_processes_shot_temporal(joined_frames, sets, tmp_path):
+    """The monitor inside a 2-process run (each rank encodes half the batches): one line, rank 0's
+    records, equal to the numbers of the final checkpoint; the shot term on the dashboard."""
+    ck = tmp_path / "ck"
+    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
+                          f"config.CHECKPOINT.DIR={ck}", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16",
+                          "config.MONITOR.BATCHSIZE=8", *monitor_args(*sets)], cwd=tmp_path, timeout=1500)
+    assert rc == 0, out[-3000:]
+    assert len(monitor_lines(out)) == 1 and "batch 4 x 2 processes" in out, out
+    recs = records(ck)
+    assert sorted(r["metric"] for r in recs) == ["knn_top1", "ris_top10", "ris_top25"] and {r["iteration"] for r in recs} == {2}
+    assert_numbers_match(recs, 2, ck / "model_final_checkpoint_phase0.torch", "pretrain/tiny/shot_temporal_cpu", sets)
+    tb = scalars(ck / "tb_logs")
+    assert {"Losses/frame", "Losses/shot", "Monitor/knn_top1"} <= set(tb)
+    assert "Regions/pairs_per_step" not in tb  # no region term in this model
