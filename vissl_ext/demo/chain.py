@@ -202,7 +202,10 @@ def run_demo(out: str = None, iterations: int = 6) -> dict:
 
     summary = _summary(st, ckpts, pictures, ris, len(videos), ex, tracks if have_tracks else None)
     summary["shots"] = shots_line(shot_result) if shot_result else None
-    summary["cuts"] = cut_counts(manifest, cut_pairs, tracks if have_tracks else None) if manifest else None
+    summary["cuts"] = None
+    if manifest:
+        with open(st.log_path("cuts"), "w") as log, captured(log):  # the manifest reader's log lines
+            summary["cuts"] = cut_counts(manifest, cut_pairs, tracks if have_tracks else None)
     summary["seconds"] = round(time.time() - t0, 1)
     _print_summary(summary, st, ris)
     return summary
