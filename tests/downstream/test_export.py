@@ -52,9 +52,10 @@ def _want(trunk):
 
 
 def _export(ckpt_path, fmt, out, capsys, *extra):
+    capsys.readouterr()
     code, text = run_tool("export_trunk", [ckpt_path, "--format", fmt, "--out", out, *extra], capsys)
     assert code == 0, text[-3000:]
-    return json.loads(text[text.index("{"):])
+    return json.JSONDecoder().raw_decode(text[text.index("\n{") + 1:] if not text.startswith("{") else text)[0]
 
 
 def _features(model):

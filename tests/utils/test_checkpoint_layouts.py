@@ -168,10 +168,12 @@ def test_a_trunk_that_does_not_fit_is_refused_naming_the_first_key(tmp_path):
 def test_files_without_a_resnet_or_with_two_candidates(tmp_path):
     with pytest.raises(TrunkMismatchError, match="x.pth: no ResNet trunk found"):
         trunk_from_object({"state_dict": {"w": torch.zeros(3)}}, source="x.pth")
-    two = {"a": _pre("backbone.", TRUNK), "b": _pre("net.", TRUNK)}
+    two = {"a": _pre("backbone.", TRUNK), "b": _pre("net.", TRUNK_K)}
     with pytest.raises(TrunkMismatchError, match=r"2 online trunks in the file \(a: backbone\.; b: net\.\)"):
         trunk_from_object(two)
     assert trunk_from_object(two, under="b").layout.endswith("(b: net.)")
+    # the same tensors twice (VISSL keeps the loss state in two places) are one trunk
+    assert trunk_from_object({"a": _pre("backbone.", TRUNK), "b": _pre("net.", TRUNK)}).layout.endswith("(a: backbone.)")
 
 
 def test_crafted_file_is_refused_and_trust_pickle_loads_it(tmp_path):
