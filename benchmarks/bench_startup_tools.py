@@ -51,10 +51,12 @@ def main(argv=None):
     ap.add_argument("--repo", action="append", help="a checkout to measure (repeatable; default this one)")
     ap.add_argument("--runs", type=int, default=5, help="runs of each command (default 5); the median is printed")
     args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error(f"--runs must be >= 1, got {args.runs}")
     repos = [os.path.abspath(r) for r in (args.repo or [REPO])]
     for r in repos:
         if not os.path.isfile(os.path.join(r, "tools", "extract_frames.py")):
-            raise SystemExit(f"error: --repo {r}: no tools/extract_frames.py there")
+            ap.error(f"--repo {r}: no tools/extract_frames.py there")
     jobs = [("reference", name, [sys.executable, "-c", code], REPO)
             for name, code in (('python -c "import json"', "import json"), ('python -c "import torch"', "import torch"))]
     jobs += [(r, name, cmd, r) for r in repos for name, cmd in commands(r)]

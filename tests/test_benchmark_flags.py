@@ -40,6 +40,8 @@ def test_bench_ris_with_fewer_units_than_top_k(monkeypatch, capsys):
     ("bench_pairs", ["--videos", "/no/such/video.mp4"], "--videos: no such file"),
     ("bench_train_step", ["--variants", "fp32,fp16"], "--variants: unknown ['fp16']"),
     ("bench_train_step", ["--steps", "0"], "--steps must be >= 1, got 0"),
+    ("bench_startup_tools", ["--runs", "0"], "--runs must be >= 1, got 0"),  # median of no run
+    ("bench_startup_tools", ["--repo", "/no/such/checkout"], "no tools/extract_frames.py there"),
 ])
 def test_bad_flag_values_are_argparse_errors(monkeypatch, capsys, name, argv, says):
     with pytest.raises(SystemExit) as e:

@@ -30,13 +30,14 @@ DINO                                  ``student``: ``module.backbone.``; momentu
 A prefix whose path names ``encoder_k``, ``momentum``, ``teacher``, ``ema``, ``target`` or
 ``moco_encoder`` is a momentum (key/teacher/EMA) encoder; any other is the online one.
 """
+from __future__ import annotations  # torch in annotations: the CLIs' --help (add_encoder_flag) loads no torch
+
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import torch
 
 TRUNK_ROOTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 CLASSIFIER = "fc."
@@ -92,6 +93,7 @@ class _Candidate:
 def _tensor_dicts(obj, path=(), depth=0) -> Iterator[Tuple[Tuple[str, ...], dict]]:
     """Every nested dict whose values are all tensors (or numpy arrays), with its key path."""
     import numpy as np
+    import torch
 
     if not isinstance(obj, dict) or depth > 6 or not obj:
         return
@@ -104,10 +106,14 @@ def _tensor_dicts(obj, path=(), depth=0) -> Iterator[Tuple[Tuple[str, ...], dict
 
 
 def _same(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
+    import torch
+
     return a.keys() == b.keys() and all(a[k] is b[k] or torch.equal(a[k], b[k]) for k in a)
 
 
 def _candidates(obj) -> List[_Candidate]:
+    import torch
+
     found = []
     for path, d in _tensor_dicts(obj):
         for key, v in d.items():
@@ -297,6 +303,7 @@ def load_into(model: torch.nn.Module, weights: TrunkWeights, vissl_names: bool =
 
 def infer_resnet_arch(weights: TrunkWeights) -> str:
     """The torchvision ResNet whose trunk has exactly these keys and shapes."""
+    import torch
     import torchvision.models as tvm
 
     have = {k: tuple(v.shape) for k, v in weights.state.items() if not k.endswith("num_batches_tracked")}
