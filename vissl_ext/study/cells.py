@@ -209,8 +209,11 @@ def parse_result(ev: Evaluation, cdir: str) -> Dict:
 
 
 def _run_logged(argv: List[str], cwd: str) -> int:
-    """Run a command with its output in ``<cwd>/log.txt`` (the command line first)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    """Run a command with its output in ``<cwd>/log.txt`` (the command line first). The command
+    imports the same vissl_ext as the runner (``python -m`` from the cell folder would otherwise
+    find whichever copy is installed)."""
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=REPO + (os.pathsep + path if path else ""))
     with open(os.path.join(cwd, "log.txt"), "w") as f:
         f.write("$ " + " ".join(argv) + "\n")
         f.flush()
