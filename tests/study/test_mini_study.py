@@ -56,7 +56,7 @@ def _results(out):
 
 
 def _trunk(ckpt):
-    from vissl_ext.safe_load import torch_load
+    from vissl_ext.utils.safe_load import torch_load
     from vissl_ext.tracking.trunk import trunk_state_from_checkpoint
 
     return trunk_state_from_checkpoint(torch_load(ckpt, flag_hint=False))

@@ -13,7 +13,7 @@ k 20, temperature 0.07, cosine) on the trunk's pooled res5 features. Writes <out
 import os
 from typing import List, Sequence, Tuple
 
-from vissl_ext.cli_common import output_dir, parser, run_main
+from vissl_ext.cli.common import output_dir, parser, run_main
 
 
 def pose_split(num_poses: int, stride: int) -> Tuple[List[int], List[int]]:
@@ -26,7 +26,7 @@ def pose_split(num_poses: int, stride: int) -> Tuple[List[int], List[int]]:
 
 def object_frames(root: str) -> List[Tuple[str, List[str]]]:
     """(object name, frame paths in pose order) of every object folder under ``root``."""
-    from vissl_ext.data.extraction import find_inputs, frame_folder_entry, video_id
+    from vissl_ext.video.extraction import find_inputs, frame_folder_entry, video_id
 
     if not os.path.isdir(root):
         raise FileNotFoundError(f"kNN data {root} is not a folder")
@@ -43,7 +43,7 @@ def object_frames(root: str) -> List[Tuple[str, List[str]]]:
 
 def load_trunk(checkpoint: str, config: str, overrides: Sequence[str] = ()):
     """The trunk of ``config`` with the checkpoint's trunk weights (all keys must fit)."""
-    from vissl_ext.safe_load import torch_load
+    from vissl_ext.utils.safe_load import torch_load
     from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
 
     trunk = build_trunk(compose_model_config(config, overrides))
@@ -111,7 +111,7 @@ def run(args) -> dict:
     pose_split(2, args.stride)  # a bad stride fails before the trunk is built
     res = knn_probe(load_trunk(args.checkpoint, args.config, args.override), args.data, args.stride, args.size,
                     args.k, args.temperature)
-    from vissl_ext.utils_io import write_json_atomic
+    from vissl_ext.utils.atomic_io import write_json_atomic
 
     write_json_atomic(os.path.join(args.out, "knn.json"), res, indent=1)
     return res

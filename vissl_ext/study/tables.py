@@ -150,7 +150,7 @@ def write_tables(results: List[dict], models: Sequence[str], out: str, groups: O
                  "-" if math.isnan(r["half_width"]) else f"[{r['low']:+.2f}, {r['high']:+.2f}]"] for r in paired]
         written["paired.md"] = _write_text(os.path.join(out, "paired.md"), markdown_table(header, body) + "\n")
         written["paired.csv"] = _write_text(os.path.join(out, "paired.csv"), csv_table(header, body))
-        from vissl_ext.utils_io import write_json_atomic
+        from vissl_ext.utils.atomic_io import write_json_atomic
 
         p = os.path.join(out, "paired.json")
         write_json_atomic(p, paired, indent=1)

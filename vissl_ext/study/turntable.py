@@ -174,7 +174,7 @@ def write_turntable(out: str, objects: int, poses: int = 36, size: int = 64, see
     p * 360 / poses degrees. An object folder already complete is kept (resumable). Returns the folders."""
     if objects < 1 or poses < 2 or size < 8:
         raise ValueError(f"turntable needs objects >= 1, poses >= 2, size >= 8 (got {objects}, {poses}, {size})")
-    from vissl_ext.utils_io import atomic_open
+    from vissl_ext.utils.atomic_io import atomic_open
 
     os.makedirs(out, exist_ok=True)
     folders = []

@@ -8,7 +8,7 @@ video data sources (DATA_PATHS=[<folder>]), tools/build_ris_trajectories.py fold
 trajectory and class per object) and the mini study (configs/study/mini_paper.yaml).
 Rerunning keeps complete object folders (resumable).
 """
-from vissl_ext.cli_common import output_dir, parser, run_main
+from vissl_ext.cli.common import output_dir, parser, run_main
 from vissl_ext.study.turntable import write_turntable
 
 
