@@ -142,7 +142,6 @@ def write_tables(results: List[dict], models: Sequence[str], out: str, groups: O
         bars = {m: [vals.get(c, float("nan")) for c in cols] for m, vals in rows.items()}
         save_figure(grouped_bars([f"{g}\n{m}" for g, m in cols], bars, title, ylabel, percent=name == "table1"), p)
         written[f"{name}.png"] = p
-    return written
     if paired:
         header = ["Difference", "Column", "Seeds", "Per-seed differences", "Mean", "95% CI"]
         body = [[f"{r['a']} − {r['b']}", f"{r['evaluation']} {r['metric']}", ",".join(map(str, r["seeds"])),
@@ -153,6 +152,7 @@ def write_tables(results: List[dict], models: Sequence[str], out: str, groups: O
         from vissl_ext.utils.atomic_io import write_json_atomic
 
         p = os.path.join(out, "paired.json")
-        write_json_atomic(p, paired, indent=1)
+        write_json_atomic(p, [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+                              for r in paired], indent=1)  # JSON has no NaN (one seed: no interval)
         written["paired.json"] = p
     return written
