@@ -41,6 +41,7 @@ _COMPONENT_MODULES = [
     "vissl_ext.data.collators.region_collator",
     "vissl_ext.data.region_pairs",
     "vissl_ext.models.region_trunk",
+    "vissl_ext.models.resnet_small",
     "vissl_ext.models.region_head",
     "vissl_ext.losses.temporal_contrastive_loss",
     "vissl_ext.hooks.temporal_contrastive_hook",

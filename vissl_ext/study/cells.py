@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Dict, List
 
 from vissl_ext.study.spec import Evaluation, Model, Study
@@ -58,12 +59,18 @@ def prepare_model(m: Model, out: str) -> str:
     from vissl_ext.tracking.trunk import build_trunk, compose_model_config
     from vissl_ext.utils.checkpoint_layouts import load_into, read_trunk
 
+    if m.kind == "pretrain":
+        return trained_checkpoint(out, m)
     path = os.path.join(out, "models", f"{safe_name(m.name)}.torch")
     if os.path.isfile(path):
         return path
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(m.seed)
-        trunk = build_trunk(compose_model_config("pretrain/moco_video_baseline", [f"config.MODEL.TRUNK.RESNETS.DEPTH={m.depth}"]))
+        if m.config:  # the trunk a config builds (e.g. the mini study's resnet_small)
+            trunk = build_trunk(compose_model_config(m.config, m.overrides))
+        else:
+            trunk = build_trunk(compose_model_config("pretrain/moco_video_baseline",
+                                                     [f"config.MODEL.TRUNK.RESNETS.DEPTH={m.depth}"]))
     if m.kind == "torchvision":
         try:  # any layout checkpoint_layouts knows; refused in one line naming the file if unsafe or misfit
             load_into(trunk, read_trunk(m.weights, flag_hint=False), vissl_names=True, target=f"a ResNet-{m.depth} trunk")
@@ -73,13 +80,69 @@ def prepare_model(m: Model, out: str) -> str:
     return path
 
 
+def train_dir(out: str, m: Model) -> str:
+    return os.path.join(out, "train", safe_name(m.name))
+
+
+def train_command(study: Study, m: Model, out: str) -> List[str]:
+    """VISSL pretraining of a ``pretrain`` model on the study's train_data, seeded."""
+    return [sys.executable, _tool("run_distributed_engines.py"), f"config={m.config}", f"config.SEED_VALUE={m.seed}",
+            f"config.CHECKPOINT.DIR={os.path.join(train_dir(out, m), 'run')}",
+            f"config.DATA.TRAIN.DATA_PATHS=[{study.train_data}]", *study.train_overrides, *m.overrides]
+
+
+def trained_checkpoint(out: str, m: Model) -> str:
+    """The final checkpoint of a finished training (its result.json), else FileNotFoundError."""
+    res = load_cell_result(train_dir(out, m), key="checkpoint")
+    if res is None:
+        raise FileNotFoundError(f"model '{m.name}' is not trained yet ({train_dir(out, m)})")
+    return res["checkpoint"]
+
+
+def execute_training(argv: List[str], tdir: str, model_name: str) -> Dict:
+    """Run one pretraining (log in ``log.txt``); ``result.json`` (final checkpoint, wall seconds,
+    load averages) is written last and marks it done. A half-finished run resumes (AUTO_RESUME)."""
+    os.makedirs(tdir, exist_ok=True)
+    t0, load0 = time.time(), os.getloadavg()
+    rc = _run_logged(argv, tdir)
+    ckpts = sorted(glob.glob(os.path.join(tdir, "run", "model_final_checkpoint_phase*.torch")))
+    if rc != 0 or not ckpts:
+        with open(os.path.join(tdir, "log.txt")) as f:
+            tail = f.read()[-1500:]
+        raise CellFailed(f"training {model_name}: exit code {rc}, final checkpoint {'found' if ckpts else 'missing'}; "
+                         f"log {tdir}/log.txt; last lines:\n{tail}")
+    res = {"model": model_name, "checkpoint": ckpts[-1], "seconds": round(time.time() - t0, 1),
+           "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+    write_json_atomic(os.path.join(tdir, "result.json"), res, indent=1)
+    return res
+
+
+def ris_manifest(out: str, ev: Evaluation) -> str:
+    """The RIS manifest of an evaluation: its own, or one built from its object folders (once,
+    under ``<out>/prepared/``: each folder one trajectory and one class)."""
+    if not ev.folder:
+        return ev.manifest
+    from vissl_ext.invariance.builders import build_folders
+
+    path = os.path.join(out, "prepared", f"{safe_name(ev.name)}.json")
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        build_folders(ev.folder, invariance=ev.invariance).save(path)
+    return path
+
+
 def cell_command(study: Study, model: Model, ckpt: str, ev: Evaluation, cdir: str) -> List[str]:
     run = os.path.join(cdir, "run")
     vissl = [sys.executable, _tool("run_distributed_engines.py")]
     common = [f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}", f"config.CHECKPOINT.DIR={run}", *study.overrides, *ev.overrides]
     if ev.kind == "ris":
-        return [*vissl, "config=benchmark/ris/custom", f"config.DATA.TEST.DATA_PATHS=[{ev.manifest}]",
+        manifest = ris_manifest(os.path.dirname(os.path.dirname(cdir)), ev)
+        return [*vissl, f"config={ev.config or 'benchmark/ris/custom'}", f"config.DATA.TEST.DATA_PATHS=[{manifest}]",
                 f"config.RIS.MODEL_NAME={model.name}", *common]
+    if ev.kind == "knn":
+        overrides = [w for o in ev.overrides for w in ("--override", o)]
+        return [sys.executable, "-m", "vissl_ext.study.knn_eval", "--checkpoint", ckpt, "--data", ev.folder,
+                "--config", ev.config or "pretrain/moco_video_baseline", *overrides, "--out", run, *ev.args]
     if ev.kind == "linear":
         return [*vissl, f"config={ev.config}", *common]
     if ev.kind == "voc07_svm":
@@ -128,6 +191,10 @@ def parse_result(ev: Evaluation, cdir: str) -> Dict:
         if layer not in maps:
             raise CellFailed(f"layer {layer!r} not in {sorted(maps)} ({run})")
         return {"metrics": {"mAP": maps[layer]}, "layer": layer, "all": maps}
+    if ev.kind == "knn":
+        with open(os.path.join(run, "knn.json")) as f:
+            res = json.load(f)
+        return {"metrics": {"top-1": float(res["metrics"]["top-1"])}, "queries": res["queries"]}
     if ev.kind == "ade20k":
         with open(os.path.join(run, "results.json")) as f:
             res = json.load(f)["sem_seg"]
@@ -135,16 +202,25 @@ def parse_result(ev: Evaluation, cdir: str) -> Dict:
     raise ValueError(ev.kind)
 
 
+def _run_logged(argv: List[str], cwd: str) -> int:
+    """Run a command with its output in ``<cwd>/log.txt`` (the command line first). The command
+    imports the same vissl_ext as the runner (``python -m`` from the cell folder would otherwise
+    find whichever copy is installed)."""
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=REPO + (os.pathsep + path if path else ""))
+    with open(os.path.join(cwd, "log.txt"), "w") as f:
+        f.write("$ " + " ".join(argv) + "\n")
+        f.flush()
+        return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env).returncode
+
+
 def execute_cell(argv: List[str], cdir: str, ev: Evaluation, model_name: str) -> Dict:
     """Run one cell's command (its output into ``log.txt``), read its numbers, write
     ``result.json`` last. Raises CellFailed with the log's tail when the command fails."""
     os.makedirs(cdir, exist_ok=True)
     log = os.path.join(cdir, "log.txt")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log, "w") as f:
-        f.write("$ " + " ".join(argv) + "\n")
-        f.flush()
-        rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=cdir, env=env).returncode
+    t0 = time.time()
+    rc = _run_logged(argv, cdir)
     if rc != 0:
         with open(log) as f:
             tail = f.read()[-1500:]
@@ -153,16 +229,17 @@ def execute_cell(argv: List[str], cdir: str, ev: Evaluation, model_name: str) ->
         res = parse_result(ev, cdir)
     except (OSError, KeyError, ValueError) as e:
         raise CellFailed(f"{e} (log {log})")
-    res.update(model=model_name, evaluation=ev.name, kind=ev.kind)
+    res.update(model=model_name, evaluation=ev.name, kind=ev.kind, seconds=round(time.time() - t0, 1))
     write_json_atomic(os.path.join(cdir, "result.json"), res, indent=1)
     return res
 
 
-def load_cell_result(cdir: str):
-    """A finished cell's result, or None (not run, failed, or a half-written file)."""
+def load_cell_result(cdir: str, key: str = "metrics"):
+    """A finished cell's (or training's, key ``checkpoint``) result, or None (not run, failed,
+    or a half-written file)."""
     try:
         with open(os.path.join(cdir, "result.json")) as f:
             res = json.load(f)
-        return res if isinstance(res, dict) and "metrics" in res else None
+        return res if isinstance(res, dict) and key in res else None
     except (OSError, ValueError):
         return None

@@ -4,20 +4,32 @@
       - {name: "Random init", kind: random, seed: 0}                   # VISSL ResNet-50, random weights
       - {name: "Region Tracker", kind: vissl, checkpoint: ck/model_final_checkpoint_phase199.torch}
       - {name: "Sup. R50", kind: torchvision, weights: resnet50.pth}    # a ResNet checkpoint, any layout of docs/export.md
+      - {name: "FT s0", group: "Frame Temporal", kind: pretrain, seed: 0,  # trained by the runner on train_data
+         config: pretrain/mini/frame_temporal, overrides: [config.OPTIMIZER.num_epochs=4]}
     evaluations:
       - {name: aloi_viewpoint, kind: ris, manifest: /data/ris/aloi_viewpoint.json}
       - {name: "VOC07 SVM", kind: voc07_svm, overrides: [...]}
       - {name: "IN-1k linear", kind: linear, config: benchmark/linear_image_classification/..., overrides: [...]}
       - {name: ADE20K, kind: ade20k, dataset_root: /data/ADEChallengeData2016, args: [--num-gpus, "8"]}
+      - {name: viewpoint, kind: ris, folder: /data/turntable/eval, invariance: viewpoint, config: benchmark/ris/mini}
+      - {name: kNN, kind: knn, folder: /data/turntable/eval, config: benchmark/ris/mini, args: [--stride, "6"]}
     compute: {backend: local}           # or slurm (submitit: partition, time_hours, ...) / submitit_local
     overrides: []                       # VISSL overrides for every VISSL-engine cell (e.g. CPU settings)
+    train_data: /data/turntable/train   # pretrain models: DATA_PATHS (a folder of clips or of frame folders)
+    train_overrides: []                 # VISSL overrides for every pretrain model
+    generate:                           # optional: procedural turntables written before anything runs
+      - {out: "{out}/data/train", objects: 300, poses: 24, size: 64, seed: 0}
+    compare: [["Frame Temporal", "Baseline"]]   # paired per-seed differences (group a - group b)
+
+Models sharing a ``group`` (default: their name) are seeds of one method: the tables then give
+mean +- 95% t-interval per group. ``{out}`` in a path is the --out folder of the run.
 """
 import os
 from dataclasses import dataclass, field
 from typing import List
 
-MODEL_KINDS = ("vissl", "torchvision", "random")
-EVAL_KINDS = ("ris", "linear", "voc07_svm", "ade20k")
+MODEL_KINDS = ("vissl", "torchvision", "random", "pretrain")
+EVAL_KINDS = ("ris", "linear", "voc07_svm", "ade20k", "knn")
 BACKENDS = ("local", "slurm", "submitit_local")
 
 
@@ -31,8 +43,11 @@ class Model:
     kind: str
     checkpoint: str = ""  # vissl
     weights: str = ""  # torchvision
-    seed: int = 0  # random
+    seed: int = 0  # random, pretrain (SEED_VALUE); paired differences match models by seed
     depth: int = 50
+    config: str = ""  # pretrain: the VISSL pretrain config; random: a config whose MODEL builds the trunk
+    overrides: List[str] = field(default_factory=list)  # pretrain / random: VISSL overrides of `config`
+    group: str = ""  # the method this model is a seed of (default: its name)
 
 
 @dataclass
@@ -40,10 +55,13 @@ class Evaluation:
     name: str
     kind: str
     manifest: str = ""  # ris
-    config: str = ""  # linear (a host config), voc07_svm (default: the host's VOC07 SVM config)
+    folder: str = ""  # ris: object folders built into a manifest (instead of `manifest`); knn: the data
+    invariance: str = "custom"  # ris with `folder`: the invariance the manifest names
+    config: str = ""  # linear (a host config), voc07_svm (default: the host's VOC07 SVM config),
+    #                   ris (default benchmark/ris/custom), knn (a config whose MODEL builds the trunk)
     dataset_root: str = ""  # ade20k
     overrides: List[str] = field(default_factory=list)  # VISSL overrides (ris, linear, voc07_svm)
-    args: List[str] = field(default_factory=list)  # extra command-line words (ade20k: flags, then KEY VALUE pairs)
+    args: List[str] = field(default_factory=list)  # extra command-line words (ade20k: flags, then KEY VALUE pairs; knn: flags)
     metric: str = ""  # linear: head name (default: best head); voc07_svm: layer (default: best layer)
 
 
@@ -54,6 +72,13 @@ class Study:
     evaluations: List[Evaluation]
     compute: dict
     overrides: List[str]
+    train_data: str = ""
+    train_overrides: List[str] = field(default_factory=list)
+    generate: List[dict] = field(default_factory=list)
+    compare: List[List[str]] = field(default_factory=list)
+
+    def group_of(self, name: str) -> str:
+        return next(m.group or m.name for m in self.models if m.name == name)
 
 
 def _entries(doc, key, path):
@@ -104,13 +129,14 @@ def load_study(path: str) -> Study:
         raise StudyError(f"{path}: not valid YAML ({' '.join(str(e).split())})")  # one line
     if not isinstance(doc, dict):
         raise StudyError(f"{path}: must be a mapping with 'models' and 'evaluations'")
-    unknown = set(doc) - {"models", "evaluations", "compute", "overrides"}
+    top = {"models", "evaluations", "compute", "overrides", "train_data", "train_overrides", "generate", "compare"}
+    unknown = set(doc) - top
     if unknown:
-        raise StudyError(f"{path}: unknown top-level keys {sorted(unknown)}; known: compute, evaluations, models, overrides")
+        raise StudyError(f"{path}: unknown top-level keys {sorted(unknown)}; known: {', '.join(sorted(top))}")
     base = os.path.dirname(os.path.abspath(path))
 
-    def rel(p):  # paths in the file are relative to the file
-        return p if not p or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+    def rel(p):  # paths in the file are relative to the file; {out} is filled in by the runner
+        return p if not p or os.path.isabs(p) or p.startswith("{out}") else os.path.normpath(os.path.join(base, p))
 
     models = [_build(Model, d, f"{path}: models[{i}]", MODEL_KINDS) for i, d in enumerate(_entries(doc, "models", path))]
     evals = [_build(Evaluation, d, f"{path}: evaluations[{i}]", EVAL_KINDS)
@@ -122,14 +148,20 @@ def load_study(path: str) -> Study:
             raise StudyError(f"{path}: {what} names must be unique, repeated: {dup}")
     # the file each kind needs: (entries, kind -> attribute); relative paths are made absolute first
     needed = ((models, "models", {"vissl": "checkpoint", "torchvision": "weights"}, ("checkpoint", "weights")),
-              (evals, "evaluations", {"ris": "manifest", "ade20k": "dataset_root"}, ("manifest", "dataset_root")))
+              (evals, "evaluations", {"ris": "manifest", "ade20k": "dataset_root", "knn": "folder"},
+               ("manifest", "dataset_root", "folder")))
     for items, key, by_kind, attrs in needed:
         for i, x in enumerate(items):
             for a in attrs:
                 setattr(x, a, rel(getattr(x, a)))
-            if x.kind in by_kind:
-                _check_file(getattr(x, by_kind[x.kind]), f"{path}: {key}[{i}] ({x.name})", by_kind[x.kind])
+            what = by_kind.get(x.kind)
+            if x.kind == "ris" and x.folder:
+                what = "folder"
+            if what and not getattr(x, what).startswith("{out}"):  # {out}/...: made by this study (generate)
+                _check_file(getattr(x, what), f"{path}: {key}[{i}] ({x.name})", what)
     for i, m in enumerate(models):
+        if m.kind == "pretrain" and not m.config:
+            raise StudyError(f"{path}: models[{i}] ({m.name}): a pretrain model needs 'config' (e.g. pretrain/mini/frame_temporal)")
         if not isinstance(m.seed, int) or isinstance(m.seed, bool) or m.depth not in (18, 34, 50, 101, 152):
             raise StudyError(f"{path}: models[{i}] ({m.name}): seed must be an integer and depth one of 18, 34, 50, 101, 152")
     for i, e in enumerate(evals):
@@ -150,4 +182,31 @@ def load_study(path: str) -> Study:
     overrides = doc.get("overrides") or []
     if not (isinstance(overrides, list) and all(isinstance(x, str) for x in overrides)):
         raise StudyError(f"{path}: overrides must be a list of strings")
-    return Study(os.path.abspath(path), models, evals, compute, overrides)
+    train_overrides = doc.get("train_overrides") or []
+    if not (isinstance(train_overrides, list) and all(isinstance(x, str) for x in train_overrides)):
+        raise StudyError(f"{path}: train_overrides must be a list of strings")
+    train_data = rel(str(doc.get("train_data") or ""))
+    if any(m.kind == "pretrain" for m in models):
+        if not train_data:
+            raise StudyError(f"{path}: pretrain models need 'train_data' (a folder of clips or of frame folders, or a manifest)")
+        if not train_data.startswith("{out}"):
+            _check_file(train_data, path, "train_data")
+    generate = doc.get("generate") or []
+    gen_keys = {"out", "objects", "poses", "size", "seed", "start"}
+    if not isinstance(generate, list):
+        raise StudyError(f"{path}: generate must be a list of turntable sets")
+    for i, g in enumerate(generate):
+        if not isinstance(g, dict) or "out" not in g or set(g) - gen_keys or \
+                not all(isinstance(g[k], int) and not isinstance(g[k], bool) for k in g if k != "out"):
+            raise StudyError(f"{path}: generate[{i}] must map 'out' and integer {sorted(gen_keys - {'out'})} "
+                             f"(got {g!r})")
+        g["out"] = rel(str(g["out"]))
+    groups = {m.group or m.name for m in models}
+    compare = doc.get("compare") or []
+    if not isinstance(compare, list) or not all(isinstance(c, list) and len(c) == 2 for c in compare):
+        raise StudyError(f"{path}: compare must be a list of [group a, group b] pairs")
+    for a, b in compare:
+        for g in (a, b):
+            if g not in groups:
+                raise StudyError(f"{path}: compare names group {g!r}, not a model group ({sorted(groups)})")
+    return Study(os.path.abspath(path), models, evals, compute, overrides, train_data, train_overrides, generate, compare)
