@@ -136,3 +136,19 @@ def test_vissl_nan_check_runs_after_the_loss_check():
     hooks = hook_generator(compose("config=pretrain/tiny/region_tracker_cpu"))
     kinds = [type(h) for h in hooks]
     assert kinds.index(TemporalContrastiveHook) < kinds.index(CheckNanLossHook)
+
+
+def test_queue_pointers_follow_a_loaded_checkpoint():
+    """The pointers are mirrored on the host (no read per step): a loaded state resets the mirror."""
+    loss = make_loss(queue_size=6)
+    loss.moco_encoder = torch.nn.Identity()  # built: load_state_dict applies the state at once
+    loss.region_key, loss.query_rois, loss.spatial_scale = torch.zeros(0, 3), torch.zeros(0, 5), 1.0
+    saved = {k: v.clone() for k, v in loss.state_dict().items()}
+    for _ in range(2):
+        loss.key = unit(torch.randn(2, 4))
+        loss([torch.randn(2, 4), torch.randn(2, 3, 8, 8)])
+    assert int(loss.queue_ptr) == 4
+    loss.load_state_dict(saved)  # back to pointer 0
+    loss.key = unit(torch.randn(2, 4))
+    loss([torch.randn(2, 4), torch.randn(2, 3, 8, 8)])
+    assert int(loss.queue_ptr) == 2 and torch.equal(loss.queue[:, :2], loss.key.T)

@@ -46,23 +46,28 @@ class TermsTensorboardHook(EventHook):
         if not task.train or (it % self.log_frequency and it != task.max_iteration):
             return
         loss = task.loss
-        counts = None
+        counts = []
         if getattr(loss, "loss_config", {}).get("region_weight", 0) > 0 and hasattr(loss, "num_batches_without_regions"):
             # summed over ranks: every rank takes this branch at the same iterations
-            without = loss.num_batches_without_regions
-            counts = torch.tensor([float(loss.last_terms.get("regions", 0)), float(without.sum())], device=without.device)
+            without = loss.num_batches_without_regions.float().sum().reshape(1)
+            counts = torch.cat([without.new_full((1,), float(loss.last_terms.get("regions", 0))), without])
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(counts)
+            counts = list(counts)
         w = self.writer
         if w is None:
             return
-        w.add_scalar("Losses/total", float(task.last_batch.loss), global_step=it)
-        for name, value in (getattr(loss, "last_terms", None) or {}).items():
-            if isinstance(value, float):
-                w.add_scalar(f"Losses/{name}", value, global_step=it)
-        if counts is not None:
-            w.add_scalar("Regions/pairs_per_step", counts[0].item(), global_step=it)
-            w.add_scalar("Regions/batches_without_regions", counts[1].item(), global_step=it)
+        # the loss terms stay on the device until here: one host read for them, the loss and the counts
+        terms = {k: v for k, v in (getattr(loss, "last_terms", None) or {}).items()
+                 if isinstance(v, torch.Tensor) and v.numel() == 1}
+        values = torch.stack([task.last_batch.loss.detach().float().reshape(())]
+                             + [v.detach().float().reshape(()) for v in terms.values()] + counts).tolist()
+        w.add_scalar("Losses/total", values[0], global_step=it)
+        for name, value in zip(terms, values[1:]):
+            w.add_scalar(f"Losses/{name}", value, global_step=it)
+        if counts:
+            w.add_scalar("Regions/pairs_per_step", values[-2], global_step=it)
+            w.add_scalar("Regions/batches_without_regions", values[-1], global_step=it)
         w.add_scalar("Optimization/learning_rate", float(task.optimizer.options_view.lr), global_step=it)
 
     def on_end(self, task) -> None:
