@@ -5,7 +5,8 @@ import pytest
 import torch
 import torchvision
 
-from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
+from vissl_ext.tracking.trunk import build_trunk, compose_model_config
+from vissl_ext.utils.checkpoint_layouts import trunk_from_object
 
 
 def _trunk(*overrides, config="pretrain/mini/moco_video_baseline"):
@@ -17,7 +18,7 @@ def test_imagenet_stem_width_64_is_torchvision_resnet18():
     tv = torchvision.models.resnet18().eval()
     ours = _trunk("config.MODEL.TRUNK.RESNETS.BASE_WIDTH=64", "config.MODEL.TRUNK.RESNETS.SMALL_STEM=False")
     state = {k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")}
-    missing, unexpected = ours.load_state_dict(trunk_state_from_checkpoint(state), strict=True)
+    missing, unexpected = ours.load_state_dict(trunk_from_object(state).vissl_state(), strict=True)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = torch.flatten(tv.avgpool(tv.layer4(tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))))), 1)

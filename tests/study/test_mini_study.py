@@ -55,10 +55,9 @@ def _results(out):
 
 
 def _trunk(ckpt):
-    from vissl_ext.utils.safe_load import torch_load
-    from vissl_ext.tracking.trunk import trunk_state_from_checkpoint
+    from vissl_ext.utils.checkpoint_layouts import read_trunk
 
-    return trunk_state_from_checkpoint(torch_load(ckpt, flag_hint=False))
+    return read_trunk(ckpt, flag_hint=False).vissl_state()
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ def test_study_file_errors_name_the_entry(tmp_path):
     with pytest.raises(StudyError, match=r"unknown keys \['sed'\]"):
         load_study(str(p))
     p.write_text(yaml.safe_dump({"models": [{"name": "a", "kind": "random"}],
-                                 "evaluations": [{"name": "x", "kind": "knn"}]}))
+                                 "evaluations": [{"name": "x", "kind": "knnn"}]}))
     with pytest.raises(StudyError, match=r"evaluations\[0\]: kind must be one of"):
         load_study(str(p))
     p.write_text("models: [\n")

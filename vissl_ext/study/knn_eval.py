@@ -43,11 +43,11 @@ def object_frames(root: str) -> List[Tuple[str, List[str]]]:
 
 def load_trunk(checkpoint: str, config: str, overrides: Sequence[str] = ()):
     """The trunk of ``config`` with the checkpoint's trunk weights (all keys must fit)."""
-    from vissl_ext.utils.safe_load import torch_load
-    from vissl_ext.tracking.trunk import build_trunk, compose_model_config, trunk_state_from_checkpoint
+    from vissl_ext.tracking.trunk import build_trunk, compose_model_config
+    from vissl_ext.utils.checkpoint_layouts import read_trunk
 
     trunk = build_trunk(compose_model_config(config, overrides))
-    state = trunk_state_from_checkpoint(torch_load(checkpoint, flag_hint=False))
+    state = read_trunk(checkpoint, flag_hint=False).vissl_state()
     missing, unexpected = trunk.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
