@@ -77,3 +77,40 @@ def test_user_errors(tmp_path, capsys):
         lines = [line for line in text.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], text
     assert not (tmp_path / "o").exists()  # nothing written before the inputs are checked
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_res4_stride(arch):
+    from vissl_ext.downstream.propagate_cli import build_trunk, parse_args
+
+    x = torch.zeros(1, 3, 64, 96)
+    for stride in (8, 16):
+        trunk, _ = build_trunk(parse_args(["r", "--out", "o", "--random-init", "--arch", arch, "--stride", str(stride)]))
+        with torch.no_grad():
+            assert trunk(x).shape[2:] == (64 // stride, 96 // stride)
+
+
+def test_several_objects_keep_their_ids(tmp_path, capsys):
+    """A DAVIS-2017-like sequence: the car of car-shadow split into objects 2 and 5 (palette PNGs)."""
+    import shutil
+
+    root = shared_path("video_davis2016_sample")
+    new = tmp_path / "davis"
+    os.makedirs(new / "JPEGImages" / "480p" / "car")
+    os.makedirs(new / "Annotations" / "480p" / "car")
+    for f in dd.frame_paths(root, "car-shadow")[:4]:
+        shutil.copy(f, new / "JPEGImages" / "480p" / "car")
+        lab = dd.read_labels(dd.annotation_path(root, "car-shadow", f))
+        cols = np.nonzero(lab.any(0))[0]
+        half = (cols.min() + cols.max()) // 2
+        lab = np.where(lab > 0, np.where(np.arange(lab.shape[1])[None] < half, 2, 5), 0)
+        dd.write_labels(str(new / "Annotations" / "480p" / "car" / (os.path.basename(f)[:-4] + ".png")), lab)
+    out = tmp_path / "out"
+    code, text = run_tool("propagate_labels", [new, "--out", out, "--random-init", *FLAGS], capsys)
+    assert code == 0, text
+    summary = json.load(open(out / "summary.json"))
+    assert summary["objects"] == 2
+    ids = set()
+    for f in sorted(os.listdir(out / "car"))[1:]:
+        ids |= set(np.unique(dd.read_labels(str(out / "car" / f))).tolist())
+    assert ids == {0, 2, 5}
