@@ -28,7 +28,7 @@ def test_the_tools_are_the_documented_set():
         "build_cropped_boxes.py", "build_gt_tracks.py", "build_ris_trajectories.py", "compute_ris.py",
         "convert_vissl_to_detectron2.py", "demo.py", "detect_shots.py", "draw_embedding.py",
         "export_trunk.py", "extract_frames.py", "knn_eval.py", "make_turntable.py", "plot_tensorboard.py",
-        "propose_regions.py",
+        "propagate_labels.py", "propose_regions.py",
         "run_distributed_engines.py", "run_study.py", "track_regions.py", "train_ade20k_segmentation.py",
         "visualize_tracks.py"]
 
