@@ -265,3 +265,16 @@ def monitor_sets(root, short_side=72):
     manifest = os.path.join(root, "ris.json")
     build_folders(os.path.join(root, "ris"), invariance="viewpoint", image_size=64).save(manifest)
     return os.path.join(root, "knn", "train"), os.path.join(root, "knn", "val"), manifest
+
+
+def one_error_line(capsys, overrides) -> str:
+    """Run our launcher with ``overrides``; assert exit code 2, exactly one error: line and no
+    traceback; return that line."""
+    from vissl_ext.engines.launcher import main
+
+    assert main(list(overrides)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]

@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from vissl_ext_testing import run_engine
+from vissl_ext_testing import run_engine, one_error_line
 
-from vissl_ext.engines.launcher import main
 
 TINY = "config=pretrain/tiny/frame_temporal_cpu"
 TINY_RT = "config=pretrain/tiny/region_tracker_cpu"
@@ -20,15 +19,6 @@ def _in_tmp(tmp_path, monkeypatch):
     # VISSL's compose writes train_config.yaml into CHECKPOINT.DIR (relative in our configs)
     monkeypatch.chdir(tmp_path)
 
-
-def one_error_line(capsys, overrides) -> str:
-    """Run the launcher; assert exit code 2, exactly one error: line and no traceback; return it."""
-    assert main(list(overrides)) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("overrides,names,nearest", [

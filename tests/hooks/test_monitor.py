@@ -13,7 +13,7 @@ from vissl_ext.hooks.monitor_hook import MonitorHook, MonitorMetric, monitor_cfg
 from vissl_ext.registry import monitor_metrics, register_monitor_metric
 from vissl_ext.utils.atomic_io import append_jsonl, read_jsonl
 from vissl_ext_ddp import monitor_evaluation, run_ranks
-from vissl_ext_testing import compose, monitor_sets
+from vissl_ext_testing import compose, monitor_sets, one_error_line
 
 TINY = "config=pretrain/tiny/frame_temporal_cpu"
 
@@ -27,14 +27,6 @@ def on(train, val, manifest):
     return ["config.MONITOR.ENABLED=true", f"config.MONITOR.KNN.TRAIN={train}", f"config.MONITOR.KNN.VAL={val}",
             f"config.MONITOR.RIS.MANIFEST={manifest}"]
 
-
-def one_error_line(capsys, overrides) -> str:
-    assert main(list(overrides)) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("override,message", [

@@ -15,6 +15,15 @@ from vissl_ext.config import ConfigError, register_config_validator
 from vissl_ext.registry import register_model_trunk
 
 
+def region_feature(model_config, feat_eval_mapping) -> str:
+    """config.MODEL.TRUNK.REGION_FEATURE (default res4), checked against the trunk's features."""
+    name = model_config.TRUNK.get("REGION_FEATURE", "res4")
+    if name not in feat_eval_mapping:
+        raise ValueError(f"config.MODEL.TRUNK.REGION_FEATURE={name!r} is not a ResNet feature; "
+                         f"use one of res2, res3, res4, res5")
+    return name
+
+
 @register_model_trunk("resnet_regions")
 class ResNetRegions(ResNeXt):
     """Training output: [flatten(avgpool(res5)), <REGION_FEATURE> map]; the two heads of
@@ -23,10 +32,7 @@ class ResNetRegions(ResNeXt):
 
     def __init__(self, model_config, model_name: str):
         super().__init__(model_config, model_name)
-        self.region_feature = model_config.TRUNK.get("REGION_FEATURE", "res4")
-        if self.region_feature not in self.feat_eval_mapping:
-            raise ValueError(f"config.MODEL.TRUNK.REGION_FEATURE={self.region_feature!r} is not a ResNet feature; "
-                             f"use one of res2, res3, res4, res5")
+        self.region_feature = region_feature(model_config, self.feat_eval_mapping)
         self.channels_last = bool(model_config.TRUNK.get("CHANNELS_LAST", False))
         if self.channels_last:
             self.to(memory_format=torch.channels_last)

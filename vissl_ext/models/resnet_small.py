@@ -12,6 +12,7 @@ import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, ResNet
 from vissl.models.model_helpers import Flatten, get_trunk_forward_outputs, transform_model_input_data_type
 
+from vissl_ext.models.region_trunk import region_feature
 from vissl_ext.registry import register_model_trunk
 
 SMALL_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -77,10 +78,7 @@ class ResNetSmallRegions(ResNetSmall):
 
     def __init__(self, model_config, model_name: str):
         super().__init__(model_config, model_name)
-        self.region_feature = model_config.TRUNK.get("REGION_FEATURE", "res4")
-        if self.region_feature not in self.feat_eval_mapping:
-            raise ValueError(f"config.MODEL.TRUNK.REGION_FEATURE={self.region_feature!r} is not a ResNet feature; "
-                             f"use one of res2, res3, res4, res5")
+        self.region_feature = region_feature(model_config, self.feat_eval_mapping)
 
     def forward(self, x: torch.Tensor, out_feat_keys: List[str] = None) -> List[torch.Tensor]:
         if out_feat_keys:
