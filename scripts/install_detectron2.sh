@@ -37,7 +37,7 @@ def load(name, *path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-load("_compat", "compat.py").fix_numpy_aliases()
+load("_compat", "utils", "compat.py").fix_numpy_aliases()
 load("_d2_compat", "segmentation", "d2_compat.py").apply()
 import torch, detectron2
 from detectron2.config import get_cfg

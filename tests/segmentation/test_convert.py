@@ -109,6 +109,6 @@ def test_cli_writes_model_zoo_pkl_and_rejects_non_resnet(converted, tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"trunk": {"_feature_blocks.mlp.weight": torch.zeros(2)}}, bad)
     p = subprocess.run([sys.executable, tool, str(bad), "-o", str(tmp_path / "x.pkl")], capture_output=True, text=True)
-    assert p.returncode == 2 and "no detectron2 ResNet counterpart" in p.stderr, p.stderr
+    assert p.returncode == 2 and "no ResNet trunk found" in p.stderr, p.stderr
     with pytest.raises(ConversionError, match="not VISSL ResNet trunk keys"):
         convert_trunk_state({"heads.0.weight": torch.zeros(1)})
