@@ -1,5 +1,5 @@
 """One source of truth for temporal_contrastive_loss's settings: the code's DEFAULTS, which the
-shipped YAML and the README table repeat (as test_tracker_params does for the tracker)."""
+shipped YAML and the table of docs/tracking.md repeat (as test_tracker_params does for the tracker)."""
 import os
 import re
 
@@ -17,8 +17,8 @@ def test_shipped_yaml_equals_code_defaults():
     assert doc["config"]["LOSS"]["temporal_contrastive_loss"] == DEFAULTS
 
 
-def test_readme_table_equals_code_defaults():
-    with open(os.path.join(REPO, "README.md")) as f:
+def test_docs_table_equals_code_defaults():
+    with open(os.path.join(REPO, "docs", "tracking.md")) as f:
         text = f.read()
     table = text[text.index("The loss's settings, under `config.LOSS.temporal_contrastive_loss`"):]
     seen = {}
