@@ -23,6 +23,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests"))  # device_view_params: the device path's draws, read back
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -30,6 +31,7 @@ import torch  # noqa: E402
 import vissl_ext  # noqa: E402,F401
 from vissl_ext.data.transforms import fast_augment as fa  # noqa: E402
 from vissl_ext.data.transforms.device_augment import DeviceMocoV2Aug  # noqa: E402
+from vissl_ext_testing import device_view_params  # noqa: E402
 
 
 def frames(n, size=224):
@@ -130,7 +132,7 @@ def main():
     out = aug(few).cpu()
     std = torch.tensor(fa.IMAGENET_STD).view(3, 1, 1)
     worst = 0.0
-    for i, p in enumerate(aug.view_params()):
+    for i, p in enumerate(device_view_params(aug)):
         ref = fa.augment_view(np.ascontiguousarray(few[i].cpu().permute(1, 2, 0).numpy()), p, fa.IMAGENET_MEAN, fa.IMAGENET_STD)
         worst = max(worst, float(((out[i] - ref).abs() * std * 255).max()))
 

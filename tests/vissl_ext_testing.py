@@ -278,3 +278,23 @@ def one_error_line(capsys, overrides) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def device_view_params(aug) -> list:
+    """The per-sample parameters of a DeviceMocoV2Aug's last call (kept by its kornia modules), as
+    the per-sample CPU path takes them (fast_augment.ViewParams), to replay it with the same draws."""
+    from vissl_ext.data.transforms.fast_augment import ViewParams
+
+    j = {k: v.detach().cpu() for k, v in aug.jitter._params.items()}
+    n = len(j["batch_prob"])
+    on = (j["batch_prob"] > 0.5).tolist()
+    gray = (aug.gray._params["batch_prob"].cpu() > 0.5).tolist()
+    blur = [False] * n if aug.blur is None else (aug.blur._params["batch_prob"].cpu() > 0.5).tolist()
+    sigma = [0.0] * n if aug.blur is None else aug.blur._params["sigma"].cpu().tolist()
+    flip = [False] * n if aug.flip is None else (aug.flip._params["batch_prob"].cpu() > 0.5).tolist()
+    return [ViewParams(jitter=on[i], order=tuple(j["order"][i].tolist()) if on[i] else (0, 1, 2, 3),
+                       brightness=float(j["brightness_factor"][i]) if on[i] else 1.0,
+                       contrast=float(j["contrast_factor"][i]) if on[i] else 1.0,
+                       saturation=float(j["saturation_factor"][i]) if on[i] else 1.0,
+                       hue=float(j["hue_factor"][i]) if on[i] else 0.0,
+                       gray=gray[i], sigma=float(sigma[i]) if blur[i] else 0.0, flip=flip[i]) for i in range(n)]

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import stats
 
 from vissl_ext.data.transforms import fast_augment as fa
-from vissl_ext_testing import real_frames
+from vissl_ext_testing import device_view_params, real_frames
 
 MEAN, STD = fa.IMAGENET_MEAN, fa.IMAGENET_STD
 
@@ -182,7 +182,7 @@ def test_device_sampling_matches_torchvision_draws():
     ps = []
     for _ in range(2):
         aug(torch.zeros(3000, 3, 8, 8, dtype=torch.uint8))
-        ps += aug.view_params()
+        ps += device_view_params(aug)
     jit = [p for p in ps if p.jitter]
     factors = {k: np.asarray([getattr(p, k) for p in jit]) for k in ("brightness", "contrast", "saturation", "hue")}
     check_sampling(ps, factors, jit, len(ps))

@@ -7,18 +7,18 @@ from the same distributions as the CPU paths (:class:`~vissl_ext.data.transforms
 
 kornia's ColorJitter draws one op order per batch; MoCo v2 (torchvision's ColorJitter per image)
 draws one per sample. :class:`PerSampleOrderColorJitter` keeps kornia's ops and factors and
-draws the order per sample. ``view_params`` reads the parameters of the last call back as
-per-sample :class:`~vissl_ext.data.transforms.fast_augment.ViewParams`, so the per-sample CPU path can be
-replayed with exactly the same draws (tests/data/test_device_augment.py).
+draws the order per sample. The modules keep the parameters of the last call, which the tests
+read back as per-sample ``ViewParams`` to replay the per-sample CPU path with the same draws
+(``device_view_params`` in tests/vissl_ext_testing.py).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from kornia import augmentation as KA
 from kornia.augmentation import random_generator as rg
 
-from vissl_ext.data.transforms.fast_augment import (GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD, MocoV2Distribution, ViewParams,
-                                         gaussian_kernel_size)
+from vissl_ext.data.transforms.fast_augment import (GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD, MocoV2Distribution,
+                                                    gaussian_kernel_size)
 
 
 class _PerSampleOrderGenerator(rg.ColorJitterGenerator):
@@ -93,26 +93,6 @@ class DeviceMocoV2Aug(torch.nn.Module):
         if self.flip is not None:
             x = self.flip(x)
         return (x - self.mean) / self.std if self.normalize else x
-
-    def view_params(self) -> List[ViewParams]:
-        """The per-sample parameters of the last call, as the CPU path takes them."""
-        j = {k: v.detach().cpu() for k, v in self.jitter._params.items()}
-        n = len(j["batch_prob"])
-        on = (j["batch_prob"] > 0.5).tolist()
-        gray = (self.gray._params["batch_prob"].cpu() > 0.5).tolist()
-        blur = [False] * n if self.blur is None else (self.blur._params["batch_prob"].cpu() > 0.5).tolist()
-        sigma = [0.0] * n if self.blur is None else self.blur._params["sigma"].cpu().tolist()
-        flip = [False] * n if self.flip is None else (self.flip._params["batch_prob"].cpu() > 0.5).tolist()
-        out = []
-        for i in range(n):
-            out.append(ViewParams(
-                jitter=on[i], order=tuple(j["order"][i].tolist()) if on[i] else (0, 1, 2, 3),
-                brightness=float(j["brightness_factor"][i]) if on[i] else 1.0,
-                contrast=float(j["contrast_factor"][i]) if on[i] else 1.0,
-                saturation=float(j["saturation_factor"][i]) if on[i] else 1.0,
-                hue=float(j["hue_factor"][i]) if on[i] else 0.0,
-                gray=gray[i], sigma=float(sigma[i]) if blur[i] else 0.0, flip=flip[i]))
-        return out
 
 
 def build_device_augment(spec: Dict) -> DeviceMocoV2Aug:
