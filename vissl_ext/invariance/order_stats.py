@@ -73,7 +73,7 @@ def _brackets(x, cols, ranks, sample_idx: Optional[np.ndarray]):
         v = exact_columns(x, ranks, cols)
         return v, v.copy()
     s = len(sample_idx)
-    block = np.asarray(x[sample_idx][:, cols] if not isinstance(cols, slice) else x[sample_idx, cols])
+    block = np.asarray(x[sample_idx, cols])
     sample = np.sort(transpose_copy(block), axis=1)  # [B, s]: rows sort fast (SIMD), columns do not
     lo, hi = [], []
     for r in ranks:
@@ -203,10 +203,10 @@ def _resolve(plan, kind, rank, lo, hi, counts, other, band, dtype):
     return values, less, inside | tie
 
 
-def block_stats(x, cols, plan: TrajectoryPlan, ranks: Sequence[int], kinds: Sequence[str],
+def block_stats(x, cols: slice, plan: TrajectoryPlan, ranks: Sequence[int], kinds: Sequence[str],
                 sample_idx: Optional[np.ndarray] = None) -> BlockStats:
     """Exact values at ``ranks`` and per-trajectory counts (``kinds``: ABOVE / BELOW) of the
-    columns ``cols`` (a slice or index array) of x [N, D]."""
+    columns ``cols`` (a slice) of x [N, D]."""
     lo, hi = _brackets(x, cols, ranks, sample_idx)
     counts, other, bands = _pass(x, cols, plan, kinds, lo, hi)
     width = lo.shape[1]

@@ -18,9 +18,10 @@ Rules (each one the reference's, ties included):
 """
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,8 +34,6 @@ from vissl_ext.invariance.segments import make_plan
 MIN_TRAJECTORY_LENGTH = 3
 MAX_FIRING_PERCENTILE = 95.0
 DEFAULT_TOPK = (10, 25)
-
-
 
 
 @dataclass
@@ -56,28 +55,18 @@ class RISResult:
     thresholds: Optional[np.ndarray] = None  # [2, D]: positive, negative
 
     def to_dict(self) -> dict:
-        return {
-            "scores": {str(k): float(v) for k, v in self.scores.items()},
-            "per_class": {c: {str(k): float(v) for k, v in d.items()} for c, d in self.per_class.items()},
-            "firing_rate_percent": self.firing_rate_percent,
-            "threshold_index": self.threshold_index,
-            "num_images": self.num_images,
-            "num_units": self.num_units,
-            "num_classes": self.num_classes,
-            "num_trajectories": self.num_trajectories,
-            "num_trajectories_used": self.num_trajectories_used,
-            "num_short_trajectories": self.num_short_trajectories,
-            "classes_without_trajectories": list(self.classes_without_trajectories),
-            "num_mixed_class_trajectories": self.num_mixed_class_trajectories,
-        }
+        """The fields of a result record: no per-unit arrays, no fallback count (a speed detail)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if f.name not in ("num_exact_fallback_units", "global_firing", "thresholds")}
+        d["scores"] = {str(k): float(v) for k, v in self.scores.items()}
+        d["per_class"] = {c: {str(k): float(v) for k, v in ks.items()} for c, ks in self.per_class.items()}
+        d["classes_without_trajectories"] = list(self.classes_without_trajectories)
+        return d
 
 
 def _is_tensor(x) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(x, torch.Tensor)
+    """Without importing torch: a tensor means torch is loaded."""
+    return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
 
 
 def _as_matrix(features, keep_tensor: bool = False):
@@ -106,10 +95,11 @@ def _as_matrix(features, keep_tensor: bool = False):
     return features
 
 
-def _raise_not_finite(chunk, r0: int):
+def _raise_not_finite(chunk, r0: int = 0, c0: int = 0):
+    """``chunk``: the features from image r0 and unit c0 on, holding a NaN or inf (both routes)."""
     r, c = np.argwhere(~np.isfinite(chunk))[0]
     raise RISInputError(
-        f"features contain NaN or inf (first at image {r0 + r}, unit {c}: {chunk[r, c]}); "
+        f"features contain NaN or inf (first at image {r0 + r}, unit {c0 + c}: {chunk[r, c]}); "
         "RIS thresholds are undefined. Check the model output / the feature file.")
 
 

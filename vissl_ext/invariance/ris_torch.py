@@ -4,6 +4,7 @@
 import numpy as np
 import torch
 
+from vissl_ext.invariance.ris import _raise_not_finite
 from vissl_ext.invariance.ris_errors import RISInputError
 
 # device bytes per (image, unit) of a block: the block, its transposed copy, masks, counts
@@ -42,12 +43,8 @@ def torch_unit_stats(x, traj_of_row, n_traj: int, r_pos: int, r_neg: int, rates,
     for c0 in range(0, d, width):
         c1 = min(d, c0 + width)
         xb = _to_device(x, c0, c1, device)
-        finite = torch.isfinite(xb)
-        if not bool(finite.all()):
-            r, c = (~finite).nonzero()[0].tolist()
-            raise RISInputError(f"features contain NaN or inf (first at image {r}, unit {c0 + c}: {xb[r, c].item()}); "
-                                "RIS thresholds are undefined. Check the model output / the feature file.")
-        del finite
+        if not bool(torch.isfinite(xb).all()):
+            _raise_not_finite(xb.cpu().numpy(), 0, c0)
         xs = xb.t().contiguous()  # [B, N]: selection along contiguous rows
         t_pos = torch.kthvalue(xs, r_pos + 1, dim=1).values
         t_neg = torch.kthvalue(xs, r_neg + 1, dim=1).values
