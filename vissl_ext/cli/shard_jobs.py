@@ -258,30 +258,24 @@ def _still_running(out: str, module: str, argv: List[str], shards: List[int], n:
     return running
 
 
-def _wait_for_running(running: Dict[int, tuple], out: str, module: str, argv: List[str], n: int) -> List[dict]:
-    """Waits until each shard in ``running`` has its marker or its job ended; the failed ones."""
-    pending, failed = dict(running), []
-    logging.info(f"waiting for {len(pending)} shards still running from an earlier submission ("
-                 + ", ".join(f"shard {i} job {r['job_id']}" for i, (r, _) in sorted(pending.items()))
-                 + f"): looking at their markers every {POLL_S:g} s")
-    last_log = time.time()
-    while pending:
-        for i, (r, job) in sorted(pending.items()):
-            marker = marker_path(out, i, n, module)
-            if _read_marker(marker, argv, warn=False) is not None:
-                logging.info(f"shard {i}/{n} done (job {r['job_id']})")
-                del pending[i]
+def _wait(jobs: Dict[int, tuple], fresh, out: str, module: str, argv: List[str], n: int) -> List[dict]:
+    """Waits until each shard of ``jobs`` ({shard: (record, job)}) has its marker or its job ended;
+    returns the failed ones. Jobs of this submission (shards in ``fresh``) are asked through
+    submitit (sacct may not know a job yet), earlier ones by :func:`_job_alive`. The marker is
+    read again after the state: a job can end in between."""
+    failed = []
+    while jobs:
+        for i, (r, job) in sorted(jobs.items()):
+            if _read_marker(marker_path(out, i, n, module), argv, warn=False) is not None:
+                del jobs[i]
                 continue
-            alive, state = _job_alive(r, job)
-            if not alive and _read_marker(marker, argv, warn=False) is None:  # marker: it ended in between
-                logging.error(f"shard {i}/{n} failed (job {r['job_id']}): {state} without marking the shard done")
-                failed.append(_failure(i, job))
+            alive, state = (not job.done(), job.state) if i in fresh else _job_alive(r, job)
             if not alive:
-                del pending[i]
-        if pending:
-            if time.time() - last_log > 60:
-                logging.info(f"still waiting for shards {sorted(pending)} of an earlier submission")
-                last_log = time.time()
+                del jobs[i]
+                if _read_marker(marker_path(out, i, n, module), argv, warn=False) is None:
+                    logging.error(f"shard {i}/{n} failed (job {r['job_id']}): {state} without marking the shard done")
+                    failed.append(_failure(i, job))
+        if jobs:
             time.sleep(POLL_S)
     return failed
 
@@ -339,32 +333,29 @@ def _submit_and_merge(module, args, out, merge, task_argv, n, lock) -> dict:
         summary["running_job_ids"] = [running[i][0]["job_id"] for i in sorted(running)]
         logging.info(f"{len(running)} of {n} shards still running from an earlier submission, not submitted "
                      f"again: shards {sorted(running)}, jobs {summary['running_job_ids']}")
-    jobs = []
+    jobs = dict(running)
     if todo:
         ex = make_executor(args, os.path.join(slurm_dir(out, module), "logs", "%j"))
-        jobs = ex.map_array(run_shard, [module] * len(todo), [task_argv] * len(todo), todo, [n] * len(todo),
-                            [out] * len(todo))
-        summary["job_ids"] = [j.job_id for j in jobs]
-        _record_submitted(out, module, {f"{i}-of-{n}": {"job_id": j.job_id, "cluster": args.slurm_cluster,
-                                                         "folder": str(ex.folder), "argv": task_argv}
-                                        for i, j in zip(todo, jobs)})
+        submitted = ex.map_array(run_shard, [module] * len(todo), [task_argv] * len(todo), todo, [n] * len(todo),
+                                 [out] * len(todo))
+        summary["job_ids"] = [j.job_id for j in submitted]
+        records = {i: {"job_id": j.job_id, "cluster": args.slurm_cluster, "folder": str(ex.folder), "argv": task_argv}
+                   for i, j in zip(todo, submitted)}
+        _record_submitted(out, module, {f"{i}-of-{n}": r for i, r in records.items()})
+        jobs.update({i: (records[i], j) for i, j in zip(todo, submitted)})
         logging.info(f"submitted {len(todo)} of {n} shards ({len(done)} already done): jobs {summary['job_ids']}")
     lock.release()  # recorded: a concurrent rerun now sees these jobs as running
-    if args.slurm_no_wait and (todo or running):
+    if args.slurm_no_wait and jobs:
         said = ["jobs submitted"] if todo else []
         said += [f"shards {sorted(running)} still running from an earlier submission"] if running else []
         summary.update(ok=True, waiting=True,
                        message="; ".join(said) + "; rerun the same command once they end to merge")
         return summary
-    for i, job in zip(todo, jobs):
-        try:
-            job.result()
-        except Exception as e:  # the task died, was killed or timed out: report it, keep waiting for others
-            logging.error(f"shard {i}/{n} failed (job {job.job_id}): {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-        if _read_marker(marker_path(out, i, n, module), task_argv) is None:
-            summary["failed"].append(_failure(i, job))
     if running:
-        summary["failed"] += _wait_for_running(running, out, module, task_argv, n)
+        logging.info(f"waiting for {len(running)} shards still running from an earlier submission ("
+                     + ", ".join(f"shard {i} job {r['job_id']}" for i, (r, _) in sorted(running.items()))
+                     + f"): looking at their markers every {POLL_S:g} s")
+    summary["failed"] = _wait(jobs, set(todo), out, module, task_argv, n)
     if summary["failed"]:
         ids = [f["shard"] for f in summary["failed"]]
         logging.error(f"{len(ids)} of {n} shards failed ({ids}); logs: "
