@@ -28,7 +28,7 @@ import numpy as np
 
 from vissl_ext.invariance.order_stats import (ABOVE, BELOW, CHUNK_BYTES, SAMPLE_ROWS, block_stats, rows_per_chunk,
                                               sample_rows_for)
-from vissl_ext.invariance.ris_errors import RISInputError  # noqa: F401  (part of this module's API)
+from vissl_ext.invariance.ris_errors import RISInputError, raise_not_finite  # RISInputError: part of this API
 from vissl_ext.invariance.segments import make_plan
 
 MIN_TRAJECTORY_LENGTH = 3
@@ -95,14 +95,6 @@ def _as_matrix(features, keep_tensor: bool = False):
     return features
 
 
-def _raise_not_finite(chunk, r0: int = 0, c0: int = 0):
-    """``chunk``: the features from image r0 and unit c0 on, holding a NaN or inf (both routes)."""
-    r, c = np.argwhere(~np.isfinite(chunk))[0]
-    raise RISInputError(
-        f"features contain NaN or inf (first at image {r0 + r}, unit {c0 + c}: {chunk[r, c]}); "
-        "RIS thresholds are undefined. Check the model output / the feature file.")
-
-
 def _check_finite(x, chunk_bytes: int, pool=None):
     """Row chunks in parallel; a chunk's sum is finite unless it holds NaN/inf (or overflows:
     then the exact test decides)."""
@@ -117,7 +109,7 @@ def _check_finite(x, chunk_bytes: int, pool=None):
     starts = range(0, x.shape[0], step)
     bad = [r0 for r0 in (pool.map(check, starts) if pool is not None else map(check, starts)) if r0 is not None]
     if bad:
-        _raise_not_finite(np.asarray(x[bad[0]:bad[0] + step]), bad[0])
+        raise_not_finite(np.asarray(x[bad[0]:bad[0] + step]), bad[0])
 
 
 def _labels(values, n: int, what: str) -> np.ndarray:

@@ -4,8 +4,7 @@
 import numpy as np
 import torch
 
-from vissl_ext.invariance.ris import _raise_not_finite
-from vissl_ext.invariance.ris_errors import RISInputError
+from vissl_ext.invariance.ris_errors import RISInputError, raise_not_finite
 
 # device bytes per (image, unit) of a block: the block, its transposed copy, masks, counts
 _BYTES_PER_ENTRY = 20
@@ -44,7 +43,7 @@ def torch_unit_stats(x, traj_of_row, n_traj: int, r_pos: int, r_neg: int, rates,
         c1 = min(d, c0 + width)
         xb = _to_device(x, c0, c1, device)
         if not bool(torch.isfinite(xb).all()):
-            _raise_not_finite(xb.cpu().numpy(), 0, c0)
+            raise_not_finite(xb.cpu().numpy(), 0, c0)
         xs = xb.t().contiguous()  # [B, N]: selection along contiguous rows
         t_pos = torch.kthvalue(xs, r_pos + 1, dim=1).values
         t_neg = torch.kthvalue(xs, r_neg + 1, dim=1).values
