@@ -28,7 +28,7 @@ import numpy as np
 
 from vissl_ext.invariance.order_stats import (ABOVE, BELOW, CHUNK_BYTES, SAMPLE_ROWS, block_stats, rows_per_chunk,
                                               sample_rows_for)
-from vissl_ext.invariance.ris_errors import RISInputError, raise_not_finite  # RISInputError: part of this API
+from vissl_ext.invariance.ris_errors import RISInputError, raise_not_finite
 from vissl_ext.invariance.segments import make_plan
 
 MIN_TRAJECTORY_LENGTH = 3
