@@ -7,18 +7,16 @@ import torch
 
 import vissl_ext  # noqa: F401
 from vissl_ext.utils.console import say
-from vissl_ext.engines.quiet_console import QuietConsoleHandler, install, weights_line
+from vissl_ext.engines.quiet_console import QuietConsoleHandler, WeightLoadSummary, install
 
 
 @pytest.fixture
 def vissl_logging(monkeypatch, tmp_path):
     """VISSL's setup_logging (wrapped by install) for a run writing to tmp_path; the process's
     logging state is restored afterwards (VISSL rebinds logging.root)."""
-    import vissl.utils.checkpoint as ckpt
     import vissl.utils.logger as host
 
     monkeypatch.delenv("VISSL_EXT_VERBOSE", raising=False)
-    monkeypatch.setattr(ckpt, "print_loaded_dict_info", ckpt.print_loaded_dict_info)  # restored afterwards
     saved_root, saved_handlers = logging.root, list(logging.Logger.root.handlers)
     saved_setup, saved_showwarning = host.setup_logging, __import__("warnings").showwarning
     install()
@@ -58,8 +56,8 @@ def test_vissl_weight_report_becomes_one_console_line(vissl_logging, tmp_path, c
     say("a console line")
     out = capsys.readouterr().out.splitlines()
     # trunk: conv w/b, bn w/running_mean/running_var loaded; bn bias missing; counter ignored
-    assert out == ["weights: trunk: 5 loaded, 1 missing, 1 ignored; heads: 2 new; 1 checkpoint tensors unused",
-                   "a console line"]
+    assert out == ["weights from /ckpt/model_final.torch: trunk: 5 loaded, 1 missing, 1 ignored; heads: 2 new; "
+                   "1 checkpoint tensors unused", "a console line"]
     for h in logging.root.handlers:
         h.flush()
     log = (tmp_path / "log.txt").read_text()
@@ -106,20 +104,9 @@ def test_verbose_leaves_vissl_logging_alone(vissl_logging, monkeypatch, capsys):
     assert "Training with config:" in capsys.readouterr().out
 
 
-def test_weight_line_names_groups_and_follows_the_host_rules():
-    from vissl.config import AttrDict
-
-    def cfg(eval_mode, trunk_and_head=False):
-        return AttrDict({"FEATURE_EVAL_SETTINGS": {"EVAL_MODE_ON": eval_mode, "EVAL_TRUNK_AND_HEAD": trunk_and_head}})
-
-    # a VISSL model's state dict: trunk under _feature_blocks, heads numbered
-    model = dict.fromkeys(["_feature_blocks.a", "_feature_blocks.b", "_feature_blocks.c", "0.w", "1.w"])
-    ckpt = dict.fromkeys(["_feature_blocks.a", "_feature_blocks.b", "0.w"])
-    assert weights_line(model, ckpt, [], cfg(False)) == "weights: trunk: 2 loaded, 1 missing; heads: 1 loaded, 1 new"
-    # a linear evaluation loads the trunk only: a head found in the checkpoint is ignored, as VISSL says
-    ckpt = {"heads.0.w": None, **ckpt}
-    model = {"heads.0.w": None, **model}
-    assert weights_line(model, ckpt, ["_feature_blocks.c"], cfg(True)) == \
-        "weights: trunk: 2 loaded, 0 missing, 1 ignored; heads: 1 loaded, 1 new, 1 ignored"
-    assert weights_line(model, ckpt, [], cfg(True, trunk_and_head=True)).endswith("heads: 2 loaded, 1 new")
-    assert weights_line({}, {}, [], cfg(False)) == "weights: no layer reported"
+def test_weight_summary_names_groups():
+    w = WeightLoadSummary()
+    for line in ["Loaded: trunk.a of shape: x from checkpoint"] * 3 + ["Not found:\t\theads.0.w, not initialized"]:
+        assert w.feed(line) is None
+    assert w.feed("Extra layers not loaded from checkpoint: []") == "weights: trunk: 3 loaded, 0 missing; heads: 1 new"
+    assert w.feed("Extra layers not loaded from checkpoint: []") == "weights: no layer reported"

@@ -3,47 +3,77 @@ worker) is wrapped so that its stdout handler is replaced by :class:`QuietConsol
 Its file handler (``log.txt``, rank 0) is left as it is and still gets every record.
 
 The console then shows records marked by :func:`vissl_ext.utils.console.say`, warnings and errors
-(minus a few host warnings that say nothing to act on), and, in place of VISSL's per-weight
-"Loaded:/Ignored layer:/Not found:" lines, one line counted from the values that report is given.
-Workers of rank > 0, whose output VISSL sends to the console only, write their full log to
-``log_rank<N>.txt`` beside ``log.txt``.
+(minus a few host warnings that say nothing to act on), and one summary line in place of
+VISSL's per-weight "Loaded:/Ignored layer:/Not found:" lines. Workers of rank > 0, whose
+output VISSL sends to the console only, write their full log to ``log_rank<N>.txt`` beside
+``log.txt``.
 """
 import logging
 import re
 import sys
 from collections import Counter, defaultdict
 
-from vissl_ext.utils.console import CONSOLE_FLAG, say, verbose
+from vissl_ext.utils.console import CONSOLE_FLAG, verbose
 
 # host warnings shown on every CPU run that nobody can act on; still in log.txt
 _QUIET_WARNINGS = re.compile(r"^(Batch shuffling: |Selecting a CPU device)")
+_WEIGHT_LINE = re.compile(r"^(Loaded|Ignored layer|Not found):\s+(\S+)")
+_WEIGHTS_DONE = re.compile(r"^Extra layers not loaded from checkpoint: (.*)$", re.S)
+_WEIGHTS_FROM = re.compile(r"^Initializing model from: (.*)$")
 # host records worth a console line even when quiet: a finished run, a resume, meter values
 # (accuracy of the host's linear benchmarks) at the end of a phase
 _KEEP = re.compile(r"^(Training already succeeded|Resume from file: |Rank: \d+, name: \S+, value: )")
 
 
-def weights_line(model_state_dict, state_dict, skip_layers, model_config) -> str:
-    """VISSL's per-weight report (``print_loaded_dict_info``) as one line, counted from the host's
-    own arguments by its rules, grouped by the first part of the layer name (trunk / heads)."""
-    evaluating = model_config.FEATURE_EVAL_SETTINGS.EVAL_MODE_ON and not \
-        model_config.FEATURE_EVAL_SETTINGS.EVAL_TRUNK_AND_HEAD
-    counts = defaultdict(Counter)
-    for name in model_state_dict:
-        group = name.split(".")[0] if "." in name else "other"
-        # VISSL names trunk/heads in models, but not in a bare trunk or head list (MoCo's encoder)
-        group = {"_feature_blocks": "trunk"}.get(group, "heads" if group.isdigit() else group)
-        if any(s in name for s in skip_layers) or (name in state_dict and "heads" in name and evaluating):
-            counts[group]["ignored"] += 1
-        else:
-            counts[group]["loaded" if name in state_dict else "missing" if group == "trunk" else "new"] += 1
-    parts = []
-    for group, c in sorted(counts.items(), key=lambda kv: (kv[0] != "trunk", kv[0])):
-        shown = ("loaded", "missing", "ignored") if group == "trunk" else ("loaded", "new", "ignored")
-        parts.append(f"{group}: " + ", ".join(f"{c[k]} {k}" for k in shown if c[k] or k != "ignored" and group == "trunk"))
-    extra = sum(name not in model_state_dict for name in state_dict)
-    if extra:
-        parts.append(f"{extra} checkpoint tensors unused")
-    return "weights: " + ("; ".join(parts) or "no layer reported")
+class WeightLoadSummary:
+    """Counts VISSL's per-weight load lines, grouped by the first part of the layer name
+    (trunk / heads), and turns them into one line when the host reports its extra layers."""
+
+    def __init__(self):
+        self.source = None
+        self.counts = defaultdict(Counter)
+
+    def feed(self, msg: str):
+        """Returns the summary line when ``msg`` ends a weight-loading report, else None."""
+        m = _WEIGHTS_FROM.match(msg)
+        if m:
+            self.source = m.group(1).strip()
+            return None
+        m = _WEIGHT_LINE.match(msg)
+        if m:
+            kind, layer = m.groups()
+            group = layer.split(".")[0] if "." in layer else "other"
+            # VISSL names trunk/heads in models, but not in a bare trunk or head list (MoCo's encoder)
+            group = {"_feature_blocks": "trunk"}.get(group, "heads" if group.isdigit() else group)
+            self.counts[group][kind] += 1
+            return None
+        m = _WEIGHTS_DONE.match(msg)
+        if m:
+            line = self.format(extra=len(re.findall(r"'[^']*'", m.group(1))))
+            self.counts.clear()
+            self.source = None
+            return line
+        return None
+
+    def format(self, extra: int = 0) -> str:
+        parts = []
+        for group, c in sorted(self.counts.items(), key=lambda kv: (kv[0] != "trunk", kv[0])):
+            new = "missing" if group == "trunk" else "new"
+            words = []
+            if c["Loaded"] or group == "trunk":
+                words.append(f"{c['Loaded']} loaded")
+            if c["Not found"] or group == "trunk":
+                words.append(f"{c['Not found']} {new}")
+            if c["Ignored layer"]:
+                words.append(f"{c['Ignored layer']} ignored")
+            parts.append(f"{group}: {', '.join(words)}")
+        if extra:
+            parts.append(f"{extra} checkpoint tensors unused")
+        src = f" from {self.source}" if self.source else ""
+        return f"weights{src}: " + ("; ".join(parts) or "no layer reported")
+
+    def is_weight_line(self, msg: str) -> bool:
+        return bool(_WEIGHT_LINE.match(msg) or _WEIGHTS_DONE.match(msg))
 
 
 class QuietConsoleHandler(logging.StreamHandler):
@@ -52,6 +82,7 @@ class QuietConsoleHandler(logging.StreamHandler):
     def __init__(self, stream=None, rank: int = 0):
         super().__init__(stream or sys.stdout)
         self.rank = rank
+        self.weights = WeightLoadSummary()
         self.setFormatter(logging.Formatter("%(message)s"))
         self._plain = logging.Formatter("%(levelname)s %(filename)s:%(lineno)d: %(message)s")
 
@@ -59,6 +90,11 @@ class QuietConsoleHandler(logging.StreamHandler):
         msg = record.getMessage() if isinstance(record.msg, str) else ""
         if getattr(record, CONSOLE_FLAG, False):
             return super().emit(record)
+        summary = self.weights.feed(msg)
+        if summary is not None and self.rank == 0:
+            return super().emit(_plain_record(summary, record))
+        if self.weights.is_weight_line(msg):
+            return
         if record.levelno >= logging.WARNING and not (_QUIET_WARNINGS.match(msg) and record.levelno < logging.ERROR):
             prefix = f"[rank {self.rank}] " if self.rank else ""
             return super().emit(_plain_record(prefix + self._plain.format(record), record))
@@ -67,7 +103,8 @@ class QuietConsoleHandler(logging.StreamHandler):
 
 
 def _plain_record(text: str, like: logging.LogRecord) -> logging.LogRecord:
-    return logging.makeLogRecord({"msg": text, "levelno": like.levelno, "levelname": like.levelname})
+    r = logging.makeLogRecord({"msg": text, "levelno": like.levelno, "levelname": like.levelname})
+    return r
 
 
 def quieten(logger: logging.Logger, output_dir=None, rank: int = 0):
@@ -102,7 +139,7 @@ _HOST_MODULES = ("vissl.utils.logger", "vissl.engines.train", "vissl.engines.ext
 
 
 def install():
-    """Wrap VISSL's setup_logging and per-weight report in this process (idempotent). Nothing changes when
+    """Wrap VISSL's setup_logging in this process (idempotent). Nothing changes when
     ``VISSL_EXT_VERBOSE`` is set. Called by the launcher at import, so spawned workers (which
     re-import the launcher's main module) and SLURM jobs (unpickled from vissl_ext.engines.launcher)
     are quiet too."""
@@ -123,16 +160,3 @@ def install():
         mod = importlib.import_module(mod_name)
         if hasattr(mod, "setup_logging"):
             mod.setup_logging = setup_logging
-
-    import vissl.utils.checkpoint as ckpt  # the models import print_loaded_dict_info when they load
-    from classy_vision.generic.distributed_util import is_primary
-
-    report = getattr(ckpt.print_loaded_dict_info, "_vissl_ext_original", ckpt.print_loaded_dict_info)
-
-    def print_loaded_dict_info(model_state_dict, state_dict, skip_layers, model_config):
-        report(model_state_dict, state_dict, skip_layers, model_config)  # its per-weight lines: log.txt
-        line = weights_line(model_state_dict, state_dict, skip_layers, model_config)
-        (say if is_primary() else logging.info)(line)  # VISSL reports on each node's local rank 0
-
-    print_loaded_dict_info._vissl_ext_original = report
-    ckpt.print_loaded_dict_info = print_loaded_dict_info
