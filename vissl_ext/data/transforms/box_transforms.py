@@ -12,6 +12,7 @@ only where both of its boxes survive. Config::
       - name: BoxRandomResizedCrop
         size: 224
         scale: [0.2, 1.0]
+        tries: 10          # box-aware: redraw until MAX_REGION_PAIRS pairs survive both views
       - name: BoxRandomHorizontalFlip
       - name: ImageOnly
         transforms:
@@ -123,9 +124,10 @@ class BoxRandomResizedCrop(ClassyTransform):
     array (frames decoded to arrays, AUGMENT_BACKEND fast/device) is resized with OpenCV, as
     FastRandomResizedCrop does.
 
-    ``tries`` > 1 makes the crop box-aware, as detection SSL's crops are: up to ``tries`` windows
-    are drawn per view, and the first that keeps enough region pairs is taken, else the one
-    keeping the most (the first of those). Enough: the sample's cap (MAX_REGION_PAIRS), or all of
+    ``tries`` > 1 makes the crop box-aware by redrawing the window, as detection crops do (e.g.
+    detectron2's RandomCrop_CategoryAreaConstraint, up to 10 draws): up to ``tries`` windows are
+    drawn per view, and the first that keeps enough region pairs is taken, else the one keeping
+    the most (the first of those). Enough: the sample's cap (MAX_REGION_PAIRS), or all of
     its pairs when it has fewer. VISSL hands a sample's views over together (a grouping
     transform), so the key view counts only the tracks the query view kept: a pair must survive
     both crops. A frame pair without a region pair takes its first window: only frame pairs with
