@@ -78,3 +78,14 @@ def test_bench_train_step_reports_fp32_against_amp_and_channels_last(monkeypatch
     assert [r[0] for r in rows] == ["fp32", "amp_channels_last"]
     assert all(float(r[1]) > 0 and float(r[3]) > 0 for r in rows)  # s/step of both models
     assert "amp_channels_last vs fp32: frame_temporal x" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tracks", "{tmp}"], "--tracks: no index.json"),
+    (["--frames", "-1"], "--frames must be >= 0"),
+    (["--tracks", "{tmp}", "--videos", "a.mp4"], "--videos or --tracks, not both"),
+])
+def test_bench_region_pairs_refuses_bad_flags(monkeypatch, capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as e:
+        _main(monkeypatch, "bench_region_pairs", *[a.format(tmp=tmp_path) for a in argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err

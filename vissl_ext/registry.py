@@ -92,9 +92,10 @@ def register_collator(name: str):
     return _register_once(COLLATOR_REGISTRY, name, "collator", host=_host)
 
 
-def register_transform(name: str, makes_copies: bool = False):
+def register_transform(name: str, makes_copies: bool = False, groups_views: bool = False):
     """Register a classy/VISSL transform; ``makes_copies`` marks transforms that turn one
-    entry of sample["data"] into several (VISSL then flattens data, labels and indices)."""
+    entry of sample["data"] into several (VISSL then flattens data, labels and indices);
+    ``groups_views``, transforms that take all of a sample's views at once (VISSL's grouping)."""
     from classy_vision.dataset.transforms import TRANSFORM_REGISTRY
     from classy_vision.dataset.transforms import register_transform as _host
     from vissl.data.ssl_transforms.ssl_transforms_wrapper import DEFAULT_TRANSFORM_TYPES
@@ -104,6 +105,9 @@ def register_transform(name: str, makes_copies: bool = False):
         copies = DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_COPIES"]
         if makes_copies and name not in copies:
             copies.append(name)
+        grouping = DEFAULT_TRANSFORM_TYPES["TRANSFORMS_WITH_GROUPING"]
+        if groups_views and name not in grouping:
+            grouping.append(name)
         return cls
 
     return wrap

@@ -104,6 +104,8 @@ def test_resume_gives_the_same_next_step_loss(cfg):
     ("config.DATA.TRAIN.VIDEO.MAX_REGION_PAIRS=0", "MAX_REGION_PAIRS"),
     ("config.DATA.TRAIN.VIDEO.REGION_CANDIDATES=4", r"REGION_CANDIDATES must be 0 \(auto\) or >= MAX_REGION_PAIRS=8"),
     ("config.DATA.TRAIN.VIDEO.REGION_CANDIDATES=-1", "REGION_CANDIDATES"),
+    ("config.DATA.TRAIN.TRANSFORMS.1.tries=0", r"TRANSFORMS\[1\] \(BoxRandomResizedCrop\)\.tries must be an integer >= 1"),
+    ("config.DATA.TRAIN.TRANSFORMS.1.min_visible=1.5", r"BoxRandomResizedCrop\)\.min_visible must be a number in \[0, 1\]"),
 ])
 def test_wrong_config_values_fail_at_compose_time(override, match):
     with pytest.raises(ConfigError, match=match):

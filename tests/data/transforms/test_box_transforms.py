@@ -126,3 +126,112 @@ def test_region_pair_to_views():
     img = Image.new("RGB", (10, 10))
     views = RegionPairToViews()(RegionPair([img, img], [np.zeros((2, 4)), np.ones((2, 4))], np.asarray([4, 9])))
     assert len(views) == 2 and views[1].boxes.dtype == np.float32 and views[0].ids.tolist() == [4, 9]
+
+
+def kept_directly(boxes, window, out, min_visible, min_size):
+    """Which boxes a crop window keeps, from the geometry (intersection in frame pixels, scaled)."""
+    top, left, h, w = window
+    keep = []
+    for x1, y1, x2, y2 in boxes:
+        ix, iy = min(x2, left + w) - max(x1, left), min(y2, top + h) - max(y1, top)
+        vis = max(ix, 0) * max(iy, 0) / ((x2 - x1) * (y2 - y1))
+        keep.append(vis >= min_visible and ix * out / w >= min_size and iy * out / h >= min_size)
+    return np.asarray(keep, bool)
+
+
+def test_box_aware_crop_takes_the_first_window_that_keeps_enough_pairs_of_both_views():
+    """tries > 1, a sample's two views together (as VISSL's grouping hands them over): the query
+    takes the first of its windows keeping min(cap, its pairs) boxes, the key the first keeping
+    min(cap, pairs the query kept) of the query's tracks; neither: the first keeping the most."""
+    tries, out, mv, ms = 6, 64, 0.5, 2
+    crop = BoxRandomResizedCrop(out, scale=(0.2, 1.0), min_visible=mv, min_size=ms, tries=tries)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    retried = fell_short = 0
+    for case in range(80):
+        n, cap = int(rng.integers(0, 10)), int(rng.choice([0, 3, 5]))
+        wh = rng.uniform(8, 60, (n, 2))
+        xy = rng.uniform(0, 1, (n, 2)) * (np.asarray([160, 120]) - wh)
+        bq = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        bk = bq + np.float32(rng.uniform(-5, 5))
+        bk[:, [0, 2]] = bk[:, [0, 2]].clip(0, 160)
+        bk[:, [1, 3]] = bk[:, [1, 3]].clip(0, 120)
+        ids = rng.permutation(100)[:n]
+        order = rng.permutation(n)  # the key lists its tracks in another order
+        img = np.zeros((120, 160, 3), np.uint8)
+        q, k = BoxedView(img, bq, ids, cap), BoxedView(img, bk[order], ids[order], cap)
+        state = torch.get_rng_state()
+        got_q, got_k = crop([q, k])
+        torch.set_rng_state(state)  # replay the windows torchvision draws, in order
+
+        def first_enough(view, among):
+            need = len(among) if cap == 0 else min(cap, len(among))
+            best = None
+            for t in range(tries):
+                win = RandomResizedCrop.get_params(torch.empty((3, 120, 160), device="meta"), (0.2, 1.0), (3 / 4, 4 / 3))
+                keep = kept_directly(view.boxes, win, out, mv, ms)
+                count = len(set(view.ids[keep].tolist()) & set(among.tolist()))
+                if best is None or count > best[0]:
+                    best = (count, win, t)
+                if count >= need:
+                    return win, t, False
+            return best[1], best[2], True
+
+        win_q, tq, short_q = first_enough(q, q.ids)
+        assert got_q.crop == win_q, case
+        assert got_q.ids.tolist() == q.ids[kept_directly(q.boxes, win_q, out, mv, ms)].tolist()
+        win_k, tk, short_k = first_enough(k, got_q.ids)
+        assert got_k.crop == win_k, case
+        retried += (tq > 0) + (tk > 0)
+        fell_short += short_q + short_k
+        if n == 0:
+            assert tq == tk == 0  # no region pair: torchvision's first window
+    assert retried > 20 and fell_short > 3, (retried, fell_short)
+
+
+def test_vissl_hands_a_samples_views_to_the_crop_together():
+    """Through VISSL's transform wrapper (as build_dataset applies the config's list), the key's
+    window is the one drawn knowing the query's survivors, not one drawn for the key alone."""
+    from vissl.data.ssl_transforms import get_transform
+
+    spec = {"name": "BoxRandomResizedCrop", "size": 32, "scale": [0.2, 1.0], "min_visible": 0.5, "min_size": 2, "tries": 8}
+    wrapped = get_transform([{"name": "RegionPairToViews"}, dict(spec)])
+    crop = BoxRandomResizedCrop.from_config(spec)
+    rng = np.random.default_rng(1)
+    img = np.zeros((60, 80, 3), np.uint8)
+    alone = 0
+
+    def boxes():
+        wh = rng.uniform(6, 30, (6, 2))
+        xy = rng.uniform(0, 1, (6, 2)) * (np.asarray([80, 60]) - wh)
+        return np.concatenate([xy, xy + wh], 1).astype(np.float32)
+
+    for case in range(60):
+        pair = RegionPair([img, img], [boxes(), boxes()], np.arange(6), max_pairs=3)
+        torch.manual_seed(case)
+        got = wrapped({"data": [pair], "label": [0], "data_valid": [1], "data_idx": [0]})["data"]
+        torch.manual_seed(case)
+        want = crop(RegionPairToViews()(pair))
+        assert [v.crop for v in got] == [v.crop for v in want], case
+        torch.manual_seed(case)
+        q = crop(RegionPairToViews()(pair)[0])
+        alone += crop(RegionPairToViews()(pair)[1]).crop != want[1].crop  # the key cropped on its own
+    assert q.crop and alone > 3, alone
+
+
+def test_one_try_is_torchvisions_draw_for_each_view():
+    crop = BoxRandomResizedCrop(32, scale=(0.2, 1.0), tries=1)
+    img = np.zeros((60, 80, 3), np.uint8)
+    views = [BoxedView(img, np.asarray([[0, 0, 10, 10]], np.float32), np.asarray([1]), 1) for _ in range(2)]
+    torch.manual_seed(3)
+    got = crop(views)
+    torch.manual_seed(3)
+    want = [RandomResizedCrop.get_params(torch.empty((3, 60, 80), device="meta"), (0.2, 1.0), (3 / 4, 4 / 3))
+            for _ in range(2)]
+    assert [v.crop for v in got] == want
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "x"])
+def test_tries_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match="tries"):
+        BoxRandomResizedCrop(32, tries=value)

@@ -12,6 +12,7 @@ only where both of its boxes survive. Config::
       - name: BoxRandomResizedCrop
         size: 224
         scale: [0.2, 1.0]
+        tries: 10          # box-aware: redraw until MAX_REGION_PAIRS pairs survive both views
       - name: BoxRandomHorizontalFlip
       - name: ImageOnly
         transforms:
@@ -22,7 +23,7 @@ only where both of its boxes survive. Config::
 """
 import random
 from dataclasses import dataclass, field, replace
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from classy_vision.dataset.transforms.classy_transform import ClassyTransform
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms import functional as TF
 
+from vissl_ext.config import need_int, need_number, register_config_validator
 from vissl_ext.registry import register_transform
 
 
@@ -49,12 +51,14 @@ class RegionPair:
 @dataclass
 class BoxedView:
     """One augmented view: an image (PIL, later a tensor) with its boxes and their track ids, and
-    the sample's cap on region pairs (applied by the collator once both views are cropped)."""
+    the sample's cap on region pairs (applied by the collator once both views are cropped), and
+    the crop window (top, left, height, width) in frame pixels once cropped."""
 
     img: Any
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     max_pairs: int = 0
+    crop: Optional[Tuple[int, int, int, int]] = None
 
 
 def image_size(img):
@@ -100,7 +104,8 @@ def _need_view(x, name):
 
 @register_transform("RegionPairToViews", makes_copies=True)
 class RegionPairToViews(ClassyTransform):
-    """RegionPair -> [BoxedView(z_i), BoxedView(z_{i+k})]: each view is augmented on its own."""
+    """RegionPair -> [BoxedView(z_i), BoxedView(z_{i+k})]: each view gets its own augmentation
+    (a box-aware crop, ``tries`` > 1, draws the key's window knowing which tracks the query kept)."""
 
     def __call__(self, pair):
         if not isinstance(pair, RegionPair):
@@ -113,37 +118,90 @@ class RegionPairToViews(ClassyTransform):
         return cls()
 
 
-@register_transform("BoxRandomResizedCrop")
+@register_transform("BoxRandomResizedCrop", groups_views=True)
 class BoxRandomResizedCrop(ClassyTransform):
     """torchvision's RandomResizedCrop (same parameter sampling) moving the boxes along. A uint8
     array (frames decoded to arrays, AUGMENT_BACKEND fast/device) is resized with OpenCV, as
-    FastRandomResizedCrop does."""
+    FastRandomResizedCrop does.
+
+    ``tries`` > 1 makes the crop box-aware by redrawing the window, as detection crops do (e.g.
+    detectron2's RandomCrop_CategoryAreaConstraint, up to 10 draws): up to ``tries`` windows are
+    drawn per view, and the first that keeps enough region pairs is taken, else the one keeping
+    the most (the first of those). Enough: the sample's cap (MAX_REGION_PAIRS), or all of
+    its pairs when it has fewer. VISSL hands a sample's views over together (a grouping
+    transform), so the key view counts only the tracks the query view kept: a pair must survive
+    both crops. A frame pair without a region pair takes its first window: only frame pairs with
+    tracks see other crops than torchvision's (docs/tracking.md, "Region pairs and the crop").
+    ``tries=1``: torchvision's draw exactly, each view on its own.
+    """
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), min_visible: float = 0.5,
-                 min_size: float = 4.0):
+                 min_size: float = 4.0, tries: int = 1):
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.min_visible, self.min_size = min_visible, min_size
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"BoxRandomResizedCrop: tries must be an integer >= 1, got {tries!r}")
+        self.tries = tries
 
-    def __call__(self, view: BoxedView) -> BoxedView:
-        _need_view(view, "BoxRandomResizedCrop")
+    def __call__(self, views):
+        """One BoxedView, or the list of a sample's views (query first) as VISSL groups them."""
+        single = isinstance(views, BoxedView)
+        views = [views] if single else list(views)
+        for v in views:
+            _need_view(v, "BoxRandomResizedCrop")
+        out, query_ids = [], None
+        for v in views:
+            out.append(self._crop(v, query_ids))
+            if query_ids is None:
+                query_ids = out[0].ids  # the later views count the pairs the query kept
+        return out[0] if single else out
+
+    def _crop(self, view: BoxedView, among) -> BoxedView:
+        candidates = view.ids if among is None else np.intersect1d(view.ids, among)
+        need = len(candidates) if view.max_pairs <= 0 else min(view.max_pairs, len(candidates))
+        best = None
+        for _ in range(self.tries):
+            window = self._window(view.img)
+            boxes, keep = crop_boxes(view.boxes, *window, self.size[1], self.size[0], self.min_visible, self.min_size)
+            n = int(np.isin(view.ids[keep], candidates).sum())
+            if best is None or n > best[0]:
+                best = (n, window, boxes, keep)
+            if n >= need:
+                break
+        _, (top, left, h, w), boxes, keep = best
         if isinstance(view.img, np.ndarray):
             from vissl_ext.data.transforms.fast_augment import resized_crop
 
-            width, height = image_size(view.img)
-            shape_only = torch.empty((3, height, width), device="meta")  # get_params reads the size only
-            top, left, h, w = RandomResizedCrop.get_params(shape_only, self.scale, self.ratio)
             img = resized_crop(view.img, top, left, h, w, self.size)
         else:
-            top, left, h, w = RandomResizedCrop.get_params(view.img, self.scale, self.ratio)
             img = TF.resized_crop(view.img, top, left, h, w, list(self.size), antialias=True)
-        boxes, keep = crop_boxes(view.boxes, top, left, h, w, self.size[1], self.size[0], self.min_visible, self.min_size)
-        return replace(view, img=img, boxes=boxes[keep], ids=view.ids[keep])
+        return replace(view, img=img, boxes=boxes[keep], ids=view.ids[keep], crop=(top, left, h, w))
+
+    def _window(self, img):
+        if isinstance(img, np.ndarray):
+            width, height = image_size(img)
+            img = torch.empty((3, height, width), device="meta")  # get_params reads the size only
+        return RandomResizedCrop.get_params(img, self.scale, self.ratio)
 
     @classmethod
     def from_config(cls, config):
         return cls(config["size"], config.get("scale", (0.08, 1.0)), config.get("ratio", (3 / 4, 4 / 3)),
-                   config.get("min_visible", 0.5), config.get("min_size", 4.0))
+                   config.get("min_visible", 0.5), config.get("min_size", 4.0), config.get("tries", 1))
+
+
+@register_config_validator
+def _validate_box_crops(config):
+    """BoxRandomResizedCrop's own keys in config.DATA.<split>.TRANSFORMS, when the config is
+    composed (not in every data-loader worker)."""
+    for split in ("TRAIN", "TEST"):
+        for i, t in enumerate((config.get("DATA", {}).get(split, {}) or {}).get("TRANSFORMS", []) or []):
+            if t.get("name") != "BoxRandomResizedCrop":
+                continue
+            where = f"config.DATA.{split}.TRANSFORMS[{i}] (BoxRandomResizedCrop)"
+            need_int(t.get("tries", 1), f"{where}.tries", 1)
+            need_number(t.get("min_visible", 0.5), f"{where}.min_visible", 0, 1)
+            need_number(t.get("min_size", 4.0), f"{where}.min_size", 0)
 
 
 @register_transform("BoxRandomHorizontalFlip")
