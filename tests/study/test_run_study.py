@@ -161,6 +161,12 @@ def test_study_file_errors_name_the_entry(tmp_path):
                                  "evaluations": [{"name": "x", "kind": "knnn"}]}))
     with pytest.raises(StudyError, match=r"evaluations\[0\]: kind must be one of"):
         load_study(str(p))
+    for jobs, backend in ((0, "local"), ("2", "local"), (2, "slurm")):
+        p.write_text(yaml.safe_dump({"models": [{"name": "a", "kind": "random"}],
+                                     "evaluations": [{"name": "x", "kind": "ris", "manifest": str(p)}],
+                                     "compute": {"backend": backend, "jobs": jobs, "partition": "p"}}))
+        with pytest.raises(StudyError, match=r"compute.jobs"):
+            load_study(str(p))
     p.write_text("models: [\n")
     with pytest.raises(StudyError, match=r"not valid YAML \([^\n]*\)$"):  # one line
         load_study(str(p))

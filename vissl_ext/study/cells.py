@@ -112,7 +112,7 @@ def execute_training(argv: List[str], tdir: str, model_name: str) -> Dict:
         raise CellFailed(f"training {model_name}: exit code {rc}, final checkpoint {'found' if ckpts else 'missing'}; "
                          f"log {tdir}/log.txt; last lines:\n{tail}")
     res = {"model": model_name, "checkpoint": ckpts[-1], "seconds": round(time.time() - t0, 1),
-           "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+           "started": t0, "ended": time.time(), "loadavg_start": load0, "loadavg_end": os.getloadavg()}
     write_json_atomic(os.path.join(tdir, "result.json"), res, indent=1)
     return res
 
