@@ -134,3 +134,16 @@ def test_reader_functions_name_the_entry(tmp_path, frames):
     t = _tracks(tmp_path, frames, "..")
     with pytest.raises(TracksError, match=r"video entry: id '\.\.'"):
         load_tracks_index(str(t))
+
+
+def test_a_config_composed_but_not_run_writes_nothing(tmp_path, monkeypatch):
+    """The tiny configs' CHECKPOINT.DIR is relative: composing one to read it (tools, the demo's
+    pair count, tests) must not leave checkpoints/<name>/train_config.yaml in the current folder;
+    the launcher's run still dumps it into its CHECKPOINT.DIR, as VISSL does."""
+    from vissl_ext.config import compose_config
+
+    monkeypatch.chdir(tmp_path)
+    compose_config(["config=pretrain/tiny/frame_temporal_cpu"], dump=False)
+    assert os.listdir(tmp_path) == []
+    compose_config(["config=pretrain/tiny/frame_temporal_cpu", f"config.CHECKPOINT.DIR={tmp_path / 'run'}"])
+    assert os.path.isfile(tmp_path / "run" / "train_config.yaml")

@@ -64,10 +64,11 @@ def extract(inputs, out, short_side=96, no_progress=True, shots=None, **flags):
 
 
 def compose(*overrides):
-    """A composed VISSL config (AttrDict) through the launcher's compose + validation (vissl_ext.config.compose_config)."""
+    """A composed VISSL config (AttrDict) through the launcher's compose + validation
+    (vissl_ext.config.compose_config), not dumped: nothing is written."""
     from vissl_ext.config import compose_config
 
-    return compose_config(list(overrides))[1]
+    return compose_config(list(overrides), dump=False)[1]
 
 
 def run_engine(overrides, cwd, timeout=600, env=None):

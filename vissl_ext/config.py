@@ -175,10 +175,12 @@ def _compose_error(e: Exception, overrides: List[str]) -> ConfigError:
     return ConfigError(lines[0] if lines else type(e).__name__)  # hydra appends the search path etc.
 
 
-def compose_config(overrides: List[Any]):
+def compose_config(overrides: List[Any], dump: bool = True):
     """VISSL's compose + AttrDict conversion, every registered rewriter, then every registered
     validator: (args, config). User errors (unknown keys, unparsable overrides, missing config
-    files, wrong values) raise ConfigError.
+    files, wrong values) raise ConfigError. ``dump``: VISSL writes train_config.yaml into
+    CHECKPOINT.DIR, as a run should; a config only read (not run) passes False, so nothing lands
+    in a relative CHECKPOINT.DIR under the current directory.
     ``import vissl_ext`` has registered every component's validator before this can be called."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -188,7 +190,7 @@ def compose_config(overrides: List[Any]):
         cfg = compose_hydra_configuration(overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise _compose_error(e, [str(o) for o in overrides]) from e
-    args, config = convert_to_attrdict(cfg)
+    args, config = convert_to_attrdict(cfg, dump_config=dump)
     for fn in _REWRITERS:  # e.g. AUGMENT_BACKEND rewriting the transform list
         fn(config)
     validate_config(config)

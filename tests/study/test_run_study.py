@@ -161,6 +161,12 @@ def test_study_file_errors_name_the_entry(tmp_path):
                                  "evaluations": [{"name": "x", "kind": "knnn"}]}))
     with pytest.raises(StudyError, match=r"evaluations\[0\]: kind must be one of"):
         load_study(str(p))
+    for jobs, backend in ((0, "local"), ("2", "local"), (2, "slurm")):
+        p.write_text(yaml.safe_dump({"models": [{"name": "a", "kind": "random"}],
+                                     "evaluations": [{"name": "x", "kind": "ris", "manifest": str(p)}],
+                                     "compute": {"backend": backend, "jobs": jobs, "partition": "p"}}))
+        with pytest.raises(StudyError, match=r"compute.jobs"):
+            load_study(str(p))
     p.write_text("models: [\n")
     with pytest.raises(StudyError, match=r"not valid YAML \([^\n]*\)$"):  # one line
         load_study(str(p))
@@ -181,3 +187,26 @@ def test_example_study_file_is_valid(tmp_path):
     s = load_study(str(p))
     assert len(s.models) == 6 and [e.kind for e in s.evaluations].count("ris") == 6
     assert s.compute["backend"] == "slurm"
+
+
+def test_two_runners_sharing_out_train_a_model_once(tmp_path):
+    """Two runners (here two threads) reaching one training: the second waits for the first and
+    reads its result; the command ran once."""
+    import sys
+    import threading
+
+    from vissl_ext.study.cells import execute_training
+
+    count = tmp_path / "count"
+    script = ("import os, sys, time; open(sys.argv[1], 'a').write('x'); time.sleep(1.5); "
+              "os.makedirs('run', exist_ok=True); open('run/model_final_checkpoint_phase0.torch', 'w').write('w')")
+    argv = [sys.executable, "-c", script, str(count)]
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(execute_training(argv, str(tmp_path / "t"), "m")))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count.read_text() == "x"  # one training, not two
+    assert len(got) == 2 and got[0]["checkpoint"] == got[1]["checkpoint"]

@@ -226,7 +226,8 @@ def pair_cut_counts(manifest: str) -> dict:
     from vissl_ext.config import compose_config
     from vissl_ext.data.video_sources import VideoFramePairsSource
 
-    cfg = compose_config(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]"])[1]
+    cfg = compose_config(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]"],
+                         dump=False)[1]
     src = VideoFramePairsSource(cfg, "video_frame_pairs", manifest, "TRAIN", "demo")
     return {"pairs": len(src), "dropped": src.num_cut_drops}
 

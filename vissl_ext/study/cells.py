@@ -101,8 +101,24 @@ def trained_checkpoint(out: str, m: Model) -> str:
 
 def execute_training(argv: List[str], tdir: str, model_name: str) -> Dict:
     """Run one pretraining (log in ``log.txt``); ``result.json`` (final checkpoint, wall seconds,
-    load averages) is written last and marks it done. A half-finished run resumes (AUTO_RESUME)."""
-    os.makedirs(tdir, exist_ok=True)
+    load averages) is written last and marks it done. A half-finished run resumes (AUTO_RESUME).
+    Runners sharing ``--out`` train each model once (see ``_once``)."""
+    return _once(tdir, "checkpoint", lambda: _train(argv, tdir, model_name))
+
+
+def _once(folder: str, key: str, work):
+    """``work()`` under ``<folder>/.lock``, unless a finished result is there: several runners may
+    share one ``--out`` (one per machine, or a second one for some models), and the one that comes
+    second waits, then reads the first one's result instead of redoing it."""
+    from filelock import FileLock
+
+    os.makedirs(folder, exist_ok=True)
+    with FileLock(os.path.join(folder, ".lock")):
+        done = load_cell_result(folder, key)
+        return done if done is not None else work()
+
+
+def _train(argv: List[str], tdir: str, model_name: str) -> Dict:
     t0, load0 = time.time(), os.getloadavg()
     rc = _run_logged(argv, tdir)
     ckpts = sorted(glob.glob(os.path.join(tdir, "run", "model_final_checkpoint_phase*.torch")))
@@ -112,7 +128,7 @@ def execute_training(argv: List[str], tdir: str, model_name: str) -> Dict:
         raise CellFailed(f"training {model_name}: exit code {rc}, final checkpoint {'found' if ckpts else 'missing'}; "
                          f"log {tdir}/log.txt; last lines:\n{tail}")
     res = {"model": model_name, "checkpoint": ckpts[-1], "seconds": round(time.time() - t0, 1),
-           "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+           "started": t0, "ended": time.time(), "loadavg_start": load0, "loadavg_end": os.getloadavg()}
     write_json_atomic(os.path.join(tdir, "result.json"), res, indent=1)
     return res
 
@@ -216,8 +232,12 @@ def _run_logged(argv: List[str], cwd: str) -> int:
 
 def execute_cell(argv: List[str], cdir: str, ev: Evaluation, model_name: str) -> Dict:
     """Run one cell's command (its output into ``log.txt``), read its numbers, write
-    ``result.json`` last. Raises CellFailed with the log's tail when the command fails."""
-    os.makedirs(cdir, exist_ok=True)
+    ``result.json`` last. Raises CellFailed with the log's tail when the command fails. Runners
+    sharing ``--out`` run each cell once."""
+    return _once(cdir, "metrics", lambda: _cell(argv, cdir, ev, model_name))
+
+
+def _cell(argv: List[str], cdir: str, ev: Evaluation, model_name: str) -> Dict:
     log = os.path.join(cdir, "log.txt")
     t0 = time.time()
     rc = _run_logged(argv, cdir)

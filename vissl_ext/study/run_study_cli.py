@@ -19,6 +19,7 @@ and the others go on. Writes <out>/table1.{md,csv,png} (RIS Top-K per invariance
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import SimpleNamespace
 
 from tqdm import tqdm
@@ -78,19 +79,21 @@ def _fill_out(study, out: str):
 
 
 def _run_jobs(backend: str, compute: dict, folder: str, jobs, desc: str, no_progress: bool, on_fail):
-    """jobs: (label, function, args) run here one after another, or one submitit job each; returns
+    """jobs: (label, function, args) run here (``compute.jobs`` at once), or one submitit job each; returns
     how many succeeded; ``on_fail(label, error)`` for the others."""
     ran = 0
     bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=no_progress)
-    if backend == "local":
-        for label, fn, fargs in jobs:
-            bar.set_postfix_str(label)
-            try:
-                fn(*fargs)
-                ran += 1
-            except CellFailed as err:
-                on_fail(label, err)
-            bar.update(1)
+    if backend == "local":  # `jobs` at once: each job is a subprocess, so threads only wait on them
+        with ThreadPoolExecutor(max_workers=int(compute.get("jobs", 1))) as pool:
+            futures = {pool.submit(fn, *fargs): label for label, fn, fargs in jobs}
+            for fut in as_completed(futures):
+                bar.set_postfix_str(futures[fut])
+                try:
+                    fut.result()
+                    ran += 1
+                except CellFailed as err:
+                    on_fail(futures[fut], err)
+                bar.update(1)
     else:  # one submitit job each; the same function runs there
         ex = _executor(compute, os.path.join(folder, "submitit", "%j"))
         submitted = [(label, ex.submit(fn, *fargs)) for label, fn, fargs in jobs]

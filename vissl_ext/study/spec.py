@@ -13,7 +13,8 @@
       - {name: ADE20K, kind: ade20k, dataset_root: /data/ADEChallengeData2016, args: [--num-gpus, "8"]}
       - {name: viewpoint, kind: ris, folder: /data/turntable/eval, invariance: viewpoint, config: benchmark/ris/mini}
       - {name: kNN, kind: knn, folder: /data/turntable/eval, config: benchmark/ris/mini, args: [--stride, "6"]}
-    compute: {backend: local}           # or slurm (submitit: partition, time_hours, ...) / submitit_local
+    compute: {backend: local, jobs: 2}  # or slurm (submitit: partition, time_hours, ...) / submitit_local;
+                                        # jobs: local cells run at once (one CPU thread each is best)
     overrides: []                       # VISSL overrides for every VISSL-engine cell (e.g. CPU settings)
     train_data: /data/turntable/train   # pretrain models: DATA_PATHS (a folder of clips or of frame folders)
     train_overrides: []                 # VISSL overrides for every pretrain model
@@ -174,9 +175,15 @@ def load_study(path: str) -> Study:
     if backend not in BACKENDS:
         raise StudyError(f"{path}: compute.backend must be one of {list(BACKENDS)}, got {backend!r}")
     known_c = {"backend", "partition", "time_hours", "mem_gb", "cpus_per_task", "gpus_per_task", "comment",
-               "constraint", "job_name", "array_parallelism"}
+               "constraint", "job_name", "array_parallelism", "jobs"}
     if set(compute) - known_c:
         raise StudyError(f"{path}: unknown compute keys {sorted(set(compute) - known_c)}; known: {sorted(known_c)}")
+    jobs = compute.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise StudyError(f"{path}: compute.jobs must be a positive integer (cells run at once locally), got {jobs!r}")
+    if jobs > 1 and backend != "local":
+        raise StudyError(f"{path}: compute.jobs is for the local backend; {backend} runs one job per cell "
+                         f"(array_parallelism caps them)")
     if backend == "slurm" and not compute.get("partition"):
         raise StudyError(f"{path}: compute.partition is needed for the slurm backend")
     overrides = doc.get("overrides") or []
