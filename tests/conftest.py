@@ -61,3 +61,25 @@ def tracks(video_frames_dir, tmp_path_factory):
                            text=True)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return d / "tracks"
+
+
+@pytest.fixture(scope="session")
+def shot_temporal_two_processes(joined_frames, tmp_path_factory):
+    """One 2-process gloo run of pretrain/tiny/shot_temporal_cpu on ``joined_frames`` (2
+    iterations), shared by the tests of its queues (tests/test_shot_temporal_runs.py) and of the
+    monitor inside it (tests/hooks/test_monitor_runs.py): every rank dumps its loss state
+    (vissl_ext_testing.QUEUE_DUMP_PLUGIN), and the monitor evaluates the end of training on
+    ``monitor_sets`` at 64 px with TensorBoard on. Returns (folder, return code, console, sets)."""
+    from vissl_ext_testing import monitor_sets, queue_dump_env, run_engine
+
+    tmp = tmp_path_factory.mktemp("shot_temporal_2proc")
+    sets = monitor_sets(tmp / "monitor_sets")
+    env = dict(queue_dump_env(tmp), VISSL_EXT_VERBOSE="1")
+    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
+                          f"config.CHECKPOINT.DIR={tmp}/ck", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16",
+                          "config.MONITOR.ENABLED=true", f"config.MONITOR.KNN.TRAIN={sets[0]}",
+                          f"config.MONITOR.KNN.VAL={sets[1]}", f"config.MONITOR.RIS.MANIFEST={sets[2]}",
+                          "config.MONITOR.IMAGE_SIZE=64", "config.MONITOR.BATCHSIZE=8",
+                          "config.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true"], cwd=tmp, env=env, timeout=1500)
+    return tmp, rc, out, sets

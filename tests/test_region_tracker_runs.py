@@ -8,29 +8,9 @@ import shutil
 import pytest
 import torch
 
-from vissl_ext_testing import compose, run_engine
+from vissl_ext_testing import QUEUE_DUMP_PLUGIN, compose, run_engine
 
 pytestmark = pytest.mark.slow
-
-QUEUE_DUMP_PLUGIN = '''
-"""Test plugin: every rank writes its loss state at the end of training."""
-import os
-import torch
-from classy_vision.hooks import ClassyHook
-from vissl_ext.registry import register_hook_factory
-
-class DumpQueues(ClassyHook):
-    on_start = on_phase_start = on_forward = on_loss_and_meter = on_backward = on_update = ClassyHook._noop
-    on_step = on_phase_end = ClassyHook._noop
-    def on_end(self, task):
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        state = {k: v.detach().cpu().clone() for k, v in task.loss.state_dict().items()}
-        torch.save(state, os.path.join(os.environ["DUMP_DIR"], f"rank{rank}.pt"))
-
-@register_hook_factory("test_dump_queues")
-def dump(cfg):
-    return [DumpQueues()]
-'''
 
 
 def losses(ckpt_dir):

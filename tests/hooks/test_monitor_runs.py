@@ -179,14 +179,12 @@ def test_region_tracker_run_monitor_tensorboard_then_resume(tracks, sets, tmp_pa
     assert at(again, 2) == first and at(again, 4) == at(recs, 4)
 
 
-def test_two_gloo_processes_shot_temporal(joined_frames, sets, tmp_path):
+def test_two_gloo_processes_shot_temporal(shot_temporal_two_processes):
     """The monitor inside a 2-process run (each rank encodes half the batches): one line, rank 0's
-    records, equal to the numbers of the final checkpoint; the shot term on the dashboard."""
+    records, equal to the numbers of the final checkpoint; the shot term on the dashboard. The run
+    (tests/conftest.py) is shared with tests/test_shot_temporal_runs.py's queue checks."""
+    tmp_path, rc, out, sets = shot_temporal_two_processes
     ck = tmp_path / "ck"
-    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
-                          f"config.CHECKPOINT.DIR={ck}", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
-                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16",
-                          "config.MONITOR.BATCHSIZE=8", *monitor_args(*sets)], cwd=tmp_path, timeout=1500)
     assert rc == 0, out[-3000:]
     assert len(monitor_lines(out)) == 1 and "batch 4 x 2 processes" in out, out
     recs = records(ck)
