@@ -83,3 +83,24 @@ def shot_temporal_two_processes(joined_frames, tmp_path_factory):
                           "config.MONITOR.IMAGE_SIZE=64", "config.MONITOR.BATCHSIZE=8",
                           "config.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true"], cwd=tmp, env=env, timeout=1500)
     return tmp, rc, out, sets
+
+
+@pytest.fixture(scope="session")
+def frame_temporal_two_iterations(video_frames_dir, tmp_path_factory):
+    """pretrain/tiny/frame_temporal_cpu trained 2 iterations (VISSL's launcher, CPU) on
+    ``video_frames_dir`` with its shots dropped from the manifest (one written before shots were on
+    by default), shared by tests/test_training_runs.py (the run and its console) and
+    tests/downstream/test_export.py (its checkpoint). Returns (folder, manifest, return code,
+    console); the checkpoints are in folder/ck."""
+    from vissl_ext.video.manifest import load_manifest, save_manifest
+    from vissl_ext_testing import run_engine
+
+    tmp = tmp_path_factory.mktemp("frame_temporal_2it")
+    videos = load_manifest(str(video_frames_dir / "manifest.json"))
+    for v in videos:
+        v.shots = None
+    manifest = tmp / "manifest.json"
+    save_manifest(str(manifest), videos)
+    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]",
+                          f"config.CHECKPOINT.DIR={tmp}/ck"], cwd=tmp)
+    return tmp, manifest, rc, out
