@@ -35,6 +35,7 @@ def on(train, val, manifest):
     ("config.MONITOR.KNN.TEMPERATURE=0", "config.MONITOR.KNN.TEMPERATURE must be a number"),
     ("config.MONITOR.RIS.TOPK=[0]", "config.MONITOR.RIS.TOPK must be a list of integers"),
     ("config.MONITOR.BATCHSIZE=0", "config.MONITOR.BATCHSIZE must be an integer >= 1"),
+    ("config.MONITOR.CACHE_MB=-1", "config.MONITOR.CACHE_MB must be an integer >= 0"),
     ("config.MONITOR.KNN.VAL=", "config.MONITOR.KNN.VAL is empty"),
 ])
 def test_config_errors_name_the_key(capsys, tmp_path, monkeypatch, sets, override, message):
