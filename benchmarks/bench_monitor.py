@@ -47,8 +47,10 @@ def run(work, name, iterations_per_epoch, epochs, monitor):
         recs = [json.loads(x) for x in open(os.path.join(ck, "monitor.jsonl"))]
         secs = sum(r["seconds"] for r in recs if r["metric"] in ("knn_top1", "ris_top10"))  # one record per metric group
         evals = len({r["iteration"] for r in recs})
+        per_eval = [round(sum(r["seconds"] for r in recs if r["iteration"] == it and r["metric"] in ("knn_top1", "ris_top10")), 2)
+                    for it in sorted({r["iteration"] for r in recs})]
     return {"train_s": 3600 * h + 60 * mi + s, "wall_s": wall, "monitor_s": secs, "evaluations": evals,
-            "iterations": int(m.group(1))}
+            "iterations": int(m.group(1)), "per_eval": per_eval if monitor else []}
 
 
 def main(argv=None):
@@ -79,7 +81,8 @@ def main(argv=None):
     print(f"training without the monitor: {off['train_s']} s; with it: {on['train_s']} s "
           f"(difference {100 * (on['train_s'] - off['train_s']) / off['train_s']:+.1f}%)")
     print(f"monitor in the monitored run: {on['evaluations']} evaluations, {on['monitor_s']:.1f} s = "
-          f"{100 * share:.1f}% of its training time")
+          f"{100 * share:.1f}% of its training time; seconds per evaluation {on['per_eval']} (the first decodes the "
+          f"sets, later ones reuse the kept views)")
     print(f"cost: {per_image * 1000:.1f} ms per evaluated image, {per_pair * 1000:.1f} ms per trained pair "
           f"(ratio {per_pair / per_image:.1f})")
     proj = a.paper_images * per_image / (a.paper_pairs * per_pair)

@@ -18,16 +18,8 @@ _runs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_runs)
 
 
-def test_two_processes_train_frame_and_shot_terms(joined_frames, tmp_path):
-    (tmp_path / "plug").mkdir()
-    (tmp_path / "plug" / "queue_dump_plugin.py").write_text(_runs.QUEUE_DUMP_PLUGIN)
-    env = {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(tmp_path), "VISSL_EXT_VERBOSE": "1",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path / "plug"), os.environ.get("PYTHONPATH", "")])}
-    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu",
-                          f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
-                          f"config.CHECKPOINT.DIR={tmp_path}/ck", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
-                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16"],
-                         cwd=tmp_path, env=env)
+def test_two_processes_train_frame_and_shot_terms(shot_temporal_two_processes):
+    tmp_path, rc, out, _ = shot_temporal_two_processes  # the monitor's test shares this run
     assert rc == 0, out[-3000:]
     assert "world_size: 2, rank: 1" in out
     assert "4 of 99 pairs straddle a cut and are dropped" in out

@@ -39,17 +39,10 @@ def assert_quiet_console(out, ckpt_dir, iterations):
     assert "System config:" in log and f"iter: {iterations - 1}; lr:" in log
 
 
-def test_two_iterations_on_shared_videos(video_frames_dir, tmp_path):
-    from vissl_ext.video.manifest import load_manifest, save_manifest
-
-    # a manifest written before shots were on by default: it trains, and the header says so in one line
-    videos = load_manifest(str(video_frames_dir / "manifest.json"))
-    for v in videos:
-        v.shots = None
-    manifest = tmp_path / "manifest.json"
-    save_manifest(str(manifest), videos)
-    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{manifest}]",
-                          f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path)
+def test_two_iterations_on_shared_videos(frame_temporal_two_iterations):
+    # a manifest written before shots were on by default: it trains, and the header says so in one
+    # line (the run, tests/conftest.py, is shared with tests/downstream/test_export.py)
+    tmp_path, manifest, rc, out = frame_temporal_two_iterations
     assert rc == 0, out[-3000:]
     ls = losses(tmp_path / "ck")
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)

@@ -236,7 +236,8 @@ def region_embedding_grads(rank, embedding, channels_last):
 def monitor_evaluation(rank, train, val, manifest, folder):
     """The online monitor's evaluation of one random-init tiny trunk (same weights on every rank,
     as DDP makes them; BN statistics differ per rank, as a DDP step leaves them): returns rank 0's
-    records and, on each rank, whether the trunk is back in train mode with its own statistics."""
+    records of two evaluations (the second from the views the first kept) and, on each rank,
+    whether the trunk is back in train mode with its own statistics."""
     from types import SimpleNamespace
 
     from vissl.models import build_model
@@ -263,6 +264,9 @@ def monitor_evaluation(rank, train, val, manifest, folder):
     task.iteration = 2
     before = [b.clone() for b in model.buffers()]
     records = hook.evaluate(task)
+    task.iteration = 4
+    again = hook.evaluate(task)  # from the views kept by the first evaluation
     return {"metrics": [r["metric"] for r in records], "values": torch.tensor([r["value"] for r in records]),
+            "again": torch.tensor([r["value"] for r in again]), "kept": torch.tensor(len(hook.cache.batches)),
             "train_mode": torch.tensor(all(m.training for m in model.modules())),
             "own_buffers": torch.tensor(all(torch.equal(a, b) for a, b in zip(before, model.buffers())))}

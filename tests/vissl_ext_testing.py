@@ -299,3 +299,35 @@ def device_view_params(aug) -> list:
                        saturation=float(j["saturation_factor"][i]) if on[i] else 1.0,
                        hue=float(j["hue_factor"][i]) if on[i] else 0.0,
                        gray=gray[i], sigma=float(sigma[i]) if blur[i] else 0.0, flip=flip[i]) for i in range(n)]
+
+
+QUEUE_DUMP_PLUGIN = '''
+"""Test plugin: every rank writes its loss state at the end of training."""
+import os
+import torch
+from classy_vision.hooks import ClassyHook
+from vissl_ext.registry import register_hook_factory
+
+class DumpQueues(ClassyHook):
+    on_start = on_phase_start = on_forward = on_loss_and_meter = on_backward = on_update = ClassyHook._noop
+    on_step = on_phase_end = ClassyHook._noop
+    def on_end(self, task):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        state = {k: v.detach().cpu().clone() for k, v in task.loss.state_dict().items()}
+        torch.save(state, os.path.join(os.environ["DUMP_DIR"], f"rank{rank}.pt"))
+
+@register_hook_factory("test_dump_queues")
+def dump(cfg):
+    return [DumpQueues()]
+'''
+
+
+def queue_dump_env(folder) -> dict:
+    """run_engine's ``env`` for a run with QUEUE_DUMP_PLUGIN: every rank writes its loss state to
+    ``folder/rank<r>.pt`` at the end of training (the plugin's module goes in ``folder/plug``)."""
+    plug = os.path.join(str(folder), "plug")
+    os.makedirs(plug, exist_ok=True)
+    with open(os.path.join(plug, "queue_dump_plugin.py"), "w") as f:
+        f.write(QUEUE_DUMP_PLUGIN)
+    return {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(folder),
+            "PYTHONPATH": os.pathsep.join([plug, os.environ.get("PYTHONPATH", "")])}

@@ -134,16 +134,15 @@ def test_help_names_the_dropped_heads(capsys):
 
 
 @pytest.mark.slow
-def test_a_trained_checkpoint_exports_to_every_format(video_frames_dir, tmp_path, capsys):
-    """A real 2-iteration run (VISSL's launcher, CPU): each format, and the momentum encoder, gives
-    the features of the trunk built from the training config with the checkpoint's own weights."""
+def test_a_trained_checkpoint_exports_to_every_format(frame_temporal_two_iterations, tmp_path, capsys):
+    """A real 2-iteration run (VISSL's launcher, CPU; shared with tests/test_training_runs.py, see
+    tests/conftest.py): each format, and the momentum encoder, gives the features of the trunk
+    built from the training config with the checkpoint's own weights."""
     from vissl_ext.tracking.trunk import build_trunk, compose_model_config
-    from vissl_ext_testing import run_engine
 
-    rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
-                          f"config.CHECKPOINT.DIR={tmp_path}/ck"], cwd=tmp_path)
+    run_dir, _, rc, out = frame_temporal_two_iterations
     assert rc == 0, out[-3000:]
-    path = str(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
+    path = str(run_dir / "ck" / "model_final_checkpoint_phase0.torch")
     ck = torch.load(path, weights_only=True)
     cfg = compose_model_config("pretrain/tiny/frame_temporal_cpu")
 

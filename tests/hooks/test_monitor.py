@@ -35,6 +35,7 @@ def on(train, val, manifest):
     ("config.MONITOR.KNN.TEMPERATURE=0", "config.MONITOR.KNN.TEMPERATURE must be a number"),
     ("config.MONITOR.RIS.TOPK=[0]", "config.MONITOR.RIS.TOPK must be a list of integers"),
     ("config.MONITOR.BATCHSIZE=0", "config.MONITOR.BATCHSIZE must be an integer >= 1"),
+    ("config.MONITOR.CACHE_MB=-1", "config.MONITOR.CACHE_MB must be an integer >= 0"),
     ("config.MONITOR.KNN.VAL=", "config.MONITOR.KNN.VAL is empty"),
 ])
 def test_config_errors_name_the_key(capsys, tmp_path, monkeypatch, sets, override, message):
@@ -157,8 +158,9 @@ def test_other_projects_register_a_metric(tmp_path, sets):
 
 def test_same_numbers_under_one_and_two_gloo_processes(tmp_path, sets):
     """Batches of 8 over 20 + 20 + 40 images: 2 ranks encode 3 + 3 + 5 batches between them, rank 0
-    scores with rank 0's BN statistics; the numbers are those of one process, and each trunk is back
-    in train mode with its own statistics."""
+    scores with rank 0's BN statistics; the numbers are those of one process, a second evaluation
+    from the kept views gives them again, and each trunk is back in train mode with its own
+    statistics."""
     runs = {}
     for world in (1, 2):
         d = tmp_path / f"world{world}"
@@ -167,7 +169,24 @@ def test_same_numbers_under_one_and_two_gloo_processes(tmp_path, sets):
     one, two = runs[1][0], runs[2][0]
     assert one["metrics"] == two["metrics"] == ["knn_top1", "ris_top10", "ris_top25"]
     assert torch.equal(one["values"], two["values"]), (one["values"], two["values"])
+    # the second evaluation encodes the views the first decoded and kept: the same numbers
+    assert all(torch.equal(r[0]["values"], r[0]["again"]) for r in runs.values())
+    assert int(one["kept"]) == 11 and int(two["kept"]) + int(runs[2][1]["kept"]) == 11
     assert all(bool(r["train_mode"]) and bool(r["own_buffers"]) for w in runs.values() for r in w)
     assert two["values"][0] >= 50 and two["values"][1] > 0  # the kNN of 2 classes beats chance...
     assert runs[2][1]["metrics"] == []  # ...and only rank 0 scores and writes
-    assert len(read_jsonl(str(tmp_path / "world2" / "monitor.jsonl"))) == 3
+    assert [r["iteration"] for r in read_jsonl(str(tmp_path / "world2" / "monitor.jsonl"))] == [2] * 3 + [4] * 3
+
+
+def test_eval_views_equal_torchvisions_to_tensor_and_normalize(sets):
+    """The monitor keeps uint8 views and finishes batches: bit for bit torchvision's float view."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from vissl_ext.hooks.monitor_hook import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform
+
+    img = Image.open(next(os.path.join(r, f) for r, _, fs in sorted(os.walk(sets[0])) for f in sorted(fs))).convert("RGB")
+    view = center_crop_transform(40)
+    want = T.Compose([T.Resize(46), T.CenterCrop(40), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(img)
+    assert view.view(img).dtype == torch.uint8
+    assert torch.equal(view(img), want) and torch.equal(view.finish(torch.stack([view.view(img)] * 2))[1], want)

@@ -1,6 +1,6 @@
 """The online monitor and the TensorBoard terms in real training runs (VISSL's launcher, CPU):
 the numbers on the run's own checkpoint, every named scalar in the event file, resume, and two
-gloo processes."""
+gloo processes. The runs are session fixtures (tests/conftest.py) shared with other tests."""
 import json
 import os
 import re
@@ -9,23 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vissl_ext_testing import compose, monitor_sets, run_engine
+from vissl_ext_testing import compose
 
 pytestmark = pytest.mark.slow
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory):
-    return monitor_sets(tmp_path_factory.mktemp("monitor_sets"))
-
-
-def monitor_args(train, val, manifest, *extra):
-    return ["config.MONITOR.ENABLED=true", f"config.MONITOR.KNN.TRAIN={train}", f"config.MONITOR.KNN.VAL={val}",
-            f"config.MONITOR.RIS.MANIFEST={manifest}", f"config.MONITOR.IMAGE_SIZE={SIZE}",
-            "config.HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true", *extra]
 
 
 # ---- the same numbers, computed directly from the checkpoint file ---------------------------
@@ -123,72 +112,69 @@ def monitor_lines(out):
 
 # ---- runs ----------------------------------------------------------------------------------
 
-def test_region_tracker_run_monitor_tensorboard_then_resume(tracks, sets, tmp_path):
-    ck = tmp_path / "ck"
-    args = ["config=pretrain/tiny/region_tracker_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{tracks}]",
-            f"config.CHECKPOINT.DIR={ck}", "config.OPTIMIZER.num_epochs=2", *monitor_args(*sets)]
-    rc, out = run_engine(args, cwd=tmp_path)
+def test_region_tracker_run_monitor_tensorboard_then_resume(region_tracker_resumed):
+    """2 epochs of one step: the monitor after each, the TensorBoard scalars, then a resume. The
+    runs (tests/conftest.py) are shared with tests/test_region_tracker_runs.py's resume test."""
+    r = region_tracker_resumed
+    ck, sets = r.ck, r.sets
+    rc, out = r.first
     assert rc == 0, out[-3000:]
     # console: the TensorBoard folder in the header, one line per evaluation (after epochs 1 and 2)
     assert f"tensorboard: {ck}/tb_logs  (tensorboard --logdir {ck}/tb_logs)" in out.splitlines()
     lines = monitor_lines(out)
     assert [re.match(r"monitor: epoch (\d) iter (\d)  knn_top1 [\d.]+  ris_top10 [\d.]+  ris_top25 [\d.]+  \([\d.]+ s\)$",
-                     x).groups() for x in lines] == [("1", "2"), ("2", "4")], out
-    recs = records(ck)
-    assert sorted((r["iteration"], r["metric"]) for r in recs) == [(i, m) for i in (2, 4) for m in
+                     x).groups() for x in lines] == [("1", "1"), ("2", "2")], out
+    recs = r.first_records
+    assert sorted((r["iteration"], r["metric"]) for r in recs) == [(i, m) for i in (1, 2) for m in
                                                                     ("knn_top1", "ris_top10", "ris_top25")]
     assert all(set(r) == {"epoch", "iteration", "metric", "value", "seconds"} and r["seconds"] > 0 for r in recs)
-    # the final evaluation is that of the final checkpoint, computed without the monitor
-    assert_numbers_match(recs, 4, ck / "model_final_checkpoint_phase1.torch", "pretrain/tiny/region_tracker_cpu", sets)
+    # the final evaluation is that of the final checkpoint, computed without the monitor (the
+    # second evaluation encodes the views the first one decoded and kept)
+    assert_numbers_match(recs, 2, r.first_final, "pretrain/tiny/region_tracker_cpu", sets)
 
     # every named scalar is in the event file, read back with tensorboard's reader
-    tb = scalars(ck / "tb_logs")
+    tb = scalars(r.first_tb)
     for tag in ("Losses/frame", "Losses/region", "Losses/total", "Regions/pairs_per_step",
                 "Regions/batches_without_regions", "Optimization/learning_rate", "Monitor/knn_top1",
                 "Monitor/ris_top10", "Monitor/ris_top25", "Training/Loss"):
         assert tag in tb, (tag, sorted(tb))
     for tag in ("Losses/frame", "Losses/region", "Regions/pairs_per_step", "Optimization/learning_rate"):
-        assert [s for s, _ in tb[tag]] == [1, 2, 3, 4], tag
-    progress = [re.search(r"^iter (\d)/4 .* frame ([\d.]+)  region ([\d.]+)", x) for x in out.splitlines()]
+        assert [s for s, _ in tb[tag]] == [1, 2], tag
+    progress = [re.search(r"^iter (\d)/2 .* frame ([\d.]+)  region ([\d.]+)", x) for x in out.splitlines()]
     progress = [m.groups() for m in progress if m]
-    assert len(progress) == 4
-    for (it, frame, region), (_, f), (_, r) in zip(progress, tb["Losses/frame"], tb["Losses/region"]):
-        assert abs(float(frame) - f) < 1e-4 and abs(float(region) - r) < 1e-4, it
+    assert len(progress) == 2
+    for (it, frame, region), (_, f), (_, g) in zip(progress, tb["Losses/frame"], tb["Losses/region"]):
+        assert abs(float(frame) - f) < 1e-4 and abs(float(region) - g) < 1e-4, it
     assert all(v == pytest.approx(0.03) for _, v in tb["Optimization/learning_rate"])
     pairs = [v for _, v in tb["Regions/pairs_per_step"]]
-    assert all(v == int(v) and 0 <= v <= 4 * 8 for v in pairs) and sum(pairs) > 0
-    final = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu", weights_only=True)
+    assert all(v == int(v) and 0 <= v <= 8 * 8 for v in pairs) and sum(pairs) > 0
+    final = torch.load(r.first_final, map_location="cpu", weights_only=True)
     without = int(final["classy_state_dict"]["loss"]["num_batches_without_regions"])
-    assert tb["Regions/batches_without_regions"][-1] == (4, without)
+    assert tb["Regions/batches_without_regions"][-1] == (2, without)
     assert [(s, pytest.approx(v, abs=1e-5)) for s, v in tb["Monitor/knn_top1"]] == \
-        [(i, at(recs, i)["knn_top1"]) for i in (2, 4)]
+        [(i, at(recs, i)["knn_top1"]) for i in (1, 2)]
 
     # resume: killed after the epoch-1 checkpoint and before its evaluation was written (a cut
-    # line left), while iteration 4's evaluation had been written: the rerun evaluates iteration
-    # 2 at its start, on the same weights, and does not evaluate iteration 4 again
-    first = at(recs, 2)
-    os.remove(ck / "model_final_checkpoint_phase1.torch")
-    with open(ck / "monitor.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in recs if r["iteration"] == 4)
-        f.write('{"epoch": 1, "iteration": 2, "metric": "knn_')
-    rc, out = run_engine(args, cwd=tmp_path)
+    # line left), while iteration 2's evaluation had been written: the rerun evaluates iteration
+    # 1 at its start, on the same weights, and does not evaluate iteration 2 again
+    rc, out = r.second
     assert rc == 0, out[-3000:]
-    assert [x.split("  ")[0] for x in monitor_lines(out)] == ["monitor: epoch 1 iter 2"], out
+    assert [x.split("  ")[0] for x in monitor_lines(out)] == ["monitor: epoch 1 iter 1"], out
     again = records(ck)
     assert sorted((r["iteration"], r["metric"]) for r in again) == sorted((r["iteration"], r["metric"]) for r in recs)
-    assert at(again, 2) == first and at(again, 4) == at(recs, 4)
+    assert at(again, 1) == at(recs, 1) and at(again, 2) == at(recs, 2)
 
 
-def test_two_gloo_processes_shot_temporal(joined_frames, sets, tmp_path):
+def test_two_gloo_processes_shot_temporal(shot_temporal_two_processes):
     """The monitor inside a 2-process run (each rank encodes half the batches): one line, rank 0's
-    records, equal to the numbers of the final checkpoint; the shot term on the dashboard."""
+    records, equal to the numbers of the final checkpoint; the shot term on the dashboard. The run
+    (tests/conftest.py) is shared with tests/test_shot_temporal_runs.py's queue checks."""
+    tmp_path, rc, out, sets = shot_temporal_two_processes
     ck = tmp_path / "ck"
-    rc, out = run_engine(["config=pretrain/tiny/shot_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{joined_frames}/manifest.json]",
-                          f"config.CHECKPOINT.DIR={ck}", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
-                          "config.MULTI_PROCESSING_METHOD=spawn", "config.DATA.TRAIN.DATA_LIMIT=16",
-                          "config.MONITOR.BATCHSIZE=8", *monitor_args(*sets)], cwd=tmp_path, timeout=1500)
     assert rc == 0, out[-3000:]
-    assert len(monitor_lines(out)) == 1 and "batch 4 x 2 processes" in out, out
+    # VISSL_EXT_VERBOSE=1 (the queue test reads VISSL's lines): our lines come through the log
+    lines = [x for x in out.splitlines() if re.search(r"(^|console\.py: +\d+: )monitor: epoch ", x)]
+    assert len(lines) == 1 and "batch 4 x 2 processes" in out, out
     recs = records(ck)
     assert sorted(r["metric"] for r in recs) == ["knn_top1", "ris_top10", "ris_top25"] and {r["iteration"] for r in recs} == {2}
     assert_numbers_match(recs, 2, ck / "model_final_checkpoint_phase0.torch", "pretrain/tiny/shot_temporal_cpu", sets)

@@ -47,6 +47,7 @@ MONITOR_DEFAULTS: Dict[str, Any] = {
     "IMAGE_SIZE": 0,  # 0: each set's own (RIS: the manifest's image_size; kNN: 224)
     "BATCHSIZE": 64,  # per forward pass, on each rank
     "NUM_WORKERS": 0,  # data-loader workers decoding the sets (0: in the training process)
+    "CACHE_MB": 1024,  # decoded views kept between evaluations, per rank (0: decode every time)
     "LAYER": "res5avg",  # trunk feature (VISSL's name): res5avg is the pooled ResNet output
 }
 
@@ -79,7 +80,9 @@ class MonitorMetric:
 
 
 class ImageSet(torch.utils.data.Dataset):
-    """``transform(load(item))`` for each item; ``info`` carries what scoring needs (labels...)."""
+    """``transform(load(item))`` for each item; ``info`` carries what scoring needs (labels...).
+    A transform with ``view`` and ``finish`` (an :class:`EvalView`) lets the monitor keep the
+    compact ``view`` of each image between evaluations and ``finish`` whole batches."""
 
     def __init__(self, items: Sequence, load: Callable, transform: Callable, **info):
         self.items, self.load, self.transform, self.info = list(items), load, transform, info
@@ -90,6 +93,28 @@ class ImageSet(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.transform(self.load(self.items[i]))
 
+    def _split(self) -> bool:
+        return hasattr(self.transform, "view") and hasattr(self.transform, "finish")
+
+    def stored(self, i):
+        """What the monitor decodes once and keeps: the transform's ``view``, else its output."""
+        return self.transform.view(self.load(self.items[i])) if self._split() else self[i]
+
+    def finish(self, batch: torch.Tensor) -> torch.Tensor:
+        """The trunk's input from a batch of :meth:`stored` items."""
+        return self.transform.finish(batch) if self._split() else batch
+
+
+class _Stored(torch.utils.data.Dataset):
+    def __init__(self, data: ImageSet):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data.stored(i)
+
 
 def load_rgb(path: str):
     from PIL import Image
@@ -98,19 +123,36 @@ def load_rgb(path: str):
         return Image.open(f).convert("RGB")
 
 
-def center_crop_transform(size: int):
+class EvalView:
+    """An evaluation view of a PIL image: ``ops`` (resize, crop), the uint8 tensor (``view``), then
+    / 255 and ImageNet normalisation (``finish``, on a batch too): the numbers of torchvision's
+    ToTensor + Normalize, with a quarter of float32's memory for the views the monitor keeps."""
+
+    def __init__(self, *ops):
+        import torchvision.transforms as T
+
+        self.view = T.Compose([*ops, T.PILToTensor()])
+        self.normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(x.float().div(255))
+
+    def __call__(self, img) -> torch.Tensor:
+        return self.finish(self.view(img))
+
+
+def center_crop_transform(size: int) -> EvalView:
     """The usual evaluation view: short side to size * 256/224, centre crop, ImageNet normalisation."""
     import torchvision.transforms as T
 
-    return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return EvalView(T.Resize(round(size * 256 / 224)), T.CenterCrop(size))
 
 
-def square_resize_transform(size: int):
+def square_resize_transform(size: int) -> EvalView:
     """Resize to size x size (the RIS protocol's view), ImageNet normalisation."""
     import torchvision.transforms as T
 
-    return T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return EvalView(T.Resize((size, size)))
 
 
 # ------------------------------------------------------------------------------ config
@@ -136,7 +178,7 @@ def _validate_monitor(config):
     if not isinstance(m["ENABLED"], bool):
         raise ConfigError(f"config.MONITOR.ENABLED must be true or false, got {m['ENABLED']!r}")
     for key, minimum in (("EVERY_N_EPOCHS", 0), ("EVERY_N_ITERATIONS", 0), ("IMAGE_SIZE", 0), ("BATCHSIZE", 1),
-                         ("NUM_WORKERS", 0)):
+                         ("NUM_WORKERS", 0), ("CACHE_MB", 0)):
         need_int(m[key], f"config.MONITOR.{key}", minimum)
     if not isinstance(m["LAYER"], str) or not m["LAYER"]:
         raise ConfigError(f"config.MONITOR.LAYER must name a trunk feature (e.g. res5avg), got {m['LAYER']!r}")
@@ -179,24 +221,51 @@ def evaluating(module: torch.nn.Module):
             m.training = mode
 
 
+class ViewCache:
+    """Decoded views of a rank's batches, kept between evaluations up to ``limit_mb`` (the sets are
+    fixed, so each evaluation would decode and resize the same images again); batches past the
+    limit are decoded each time."""
+
+    def __init__(self, limit_mb: float):
+        self.limit, self.used, self.batches = limit_mb * 2**20, 0, {}
+
+    def get(self, key):
+        return self.batches.get(key)
+
+    def put(self, key, x: torch.Tensor) -> None:
+        size = x.numel() * x.element_size()
+        if self.used + size <= self.limit:
+            self.batches[key] = x
+            self.used += size
+
+
 @torch.no_grad()
-def extract_features(trunk, data: ImageSet, layer: str, batch_size: int, device, num_workers: int = 0):
+def extract_features(trunk, data: ImageSet, layer: str, batch_size: int, device, num_workers: int = 0,
+                     cache: Optional[ViewCache] = None, key: str = ""):
     """Features [N, D] (flattened trunk output ``layer``, float32) on rank 0, None on the other
-    ranks. Global batch b is encoded on rank b % world size: the same batches as in one process."""
+    ranks. Global batch b is encoded on rank b % world size: the same batches as in one process.
+    ``cache``: decoded batches kept under ``(key, first row)``, reused by later calls."""
     import torch.distributed as dist
 
     rank, world = rank_and_world()
     n = len(data)
     batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
     mine = batches[rank::world]
+    cache = cache if cache is not None else ViewCache(0)
+    todo = [rows for rows in mine if cache.get((key, rows[0])) is None]
+    decoded = iter(torch.utils.data.DataLoader(_Stored(data), batch_sampler=todo, num_workers=num_workers)
+                   if todo else ())
     out = None
-    if mine:
-        loader = torch.utils.data.DataLoader(data, batch_sampler=mine, num_workers=num_workers)
-        for rows, x in zip(mine, loader):
-            f = trunk(x.to(device, non_blocking=True), [layer])[0].flatten(1).float()
-            if out is None:
-                out = torch.zeros(n, f.shape[1], device=device)
-            out[rows[0]: rows[-1] + 1] = f
+    for rows in mine:
+        x = cache.get((key, rows[0]))
+        if x is None:
+            x = next(decoded)
+            cache.put((key, rows[0]), x)
+        # finished on the device: a uint8 batch is a quarter of the float copy
+        f = trunk(data.finish(x.to(device, non_blocking=True)), [layer])[0].flatten(1).float()
+        if out is None:
+            out = torch.zeros(n, f.shape[1], device=device)
+        out[rows[0]: rows[-1] + 1] = f
     if world == 1:
         return out
     width = torch.tensor([0 if out is None else out.shape[1]], device=device)
@@ -256,6 +325,7 @@ class MonitorHook(EventHook):
         self.m = m
         self.metrics = active_metrics(m)
         self.sets: Dict[str, Dict[str, ImageSet]] = {}
+        self.cache = ViewCache(m["CACHE_MB"])
         self.done = set()  # evaluated iterations (rank 0 reads them from monitor.jsonl)
         self.writer = None
         self.log_path = None
@@ -331,7 +401,8 @@ class MonitorHook(EventHook):
             for name, metric in self.metrics:
                 t0 = time.perf_counter()
                 feats = {k: extract_features(trunk, s, self.m["LAYER"], self.m["BATCHSIZE"], self.device,
-                                             self.m["NUM_WORKERS"]) for k, s in self.sets[name].items()}
+                                             self.m["NUM_WORKERS"], self.cache, f"{name}/{k}")
+                         for k, s in self.sets[name].items()}
                 if rank != 0:
                     continue
                 try:
