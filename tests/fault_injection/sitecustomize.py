@@ -16,7 +16,8 @@ environment variables that only this file reads:
 - ``VISSL_EXT_TEST_PREEMPT_AT_SAVE=N:MARKER``: once per test (MARKER is created), the N-th checkpoint
   write of a process leaves the first half of the file at its final path (what a kill mid-write
   leaves where writes are not atomic) and sends SIGUSR2, SLURM's preemption signal as submitit
-  handles it, to the process's parent (a node's task of a submitit job), then waits to be stopped;
+  handles it, to the process's parent (a node's task of a submitit job), then waits to be stopped
+  (``MARKER.not_stopped`` if that took 120 s);
 - ``VISSL_EXT_TEST_RECORD_WRITES=PATH``: not a fault, a record: every checkpoint write and every
   log file VISSL's logging opens appends ``<rank> <pid> checkpoint|log <path>`` to PATH.
 
@@ -95,6 +96,7 @@ def _preempt_at_save(mod, at: int, marker: str):
             f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
         os.kill(os.getppid(), signal.SIGUSR2)
         time.sleep(120)  # the job stops this process (VisslExtSlurmJob.checkpoint)
+        open(marker + ".not_stopped", "w").close()
         os._exit(1)
 
     mod.save_torch_atomic = save_torch_atomic
