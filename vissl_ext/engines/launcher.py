@@ -95,7 +95,7 @@ def submit_on_slurm(config, engine_name: str, cluster: str = "slurm"):
         executor.update_parameters(
             name=config.SLURM.NAME, slurm_comment=config.SLURM.COMMENT, slurm_partition=config.SLURM.PARTITION,
             slurm_constraint=config.SLURM.CONSTRAINT, timeout_min=timeout_min, nodes=nodes,
-            cpus_per_task=config.SLURM.NUM_CPU_PER_PROC * procs, tasks_per_node=1, gpus_per_node=procs,
+            cpus_per_task=config.SLURM.NUM_CPU_PER_PROC * procs, tasks_per_node=1, gpus_per_node=gpus,
             mem_gb=config.SLURM.MEM_GB, slurm_additional_parameters=dict(config.SLURM.ADDITIONAL_PARAMETERS or {}))
     job = executor.submit(VisslExtSlurmJob(engine_name=engine_name, config=config))
     watch = f"squeue -j {job.job_id}; " if cluster == "slurm" else ""
