@@ -113,3 +113,19 @@ def test_submitted_job_is_one_line(capsys, run, cluster, tmp_path):
     assert main(run("config.SLURM.PARTITION=anything")) == 0
     err = capsys.readouterr().err
     assert "warning: sinfo not found: config.SLURM.PARTITION=anything, its nodes and GPUs are not checked" in err
+
+
+def test_device_train_check_refuses_without_cuda(tmp_path):
+    """scripts/device_train_check.py (the GPU figures of issue 23) says in one line that it needs CUDA."""
+    import subprocess
+
+    import torch
+
+    from vissl_ext_testing import REPO
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the check would run")
+    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "device_train_check.py"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stdout == "" and not (tmp_path / "o").exists()
+    assert p.stderr.startswith("error: no CUDA device") and p.stderr.count("\n") == 1
