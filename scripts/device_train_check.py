@@ -62,9 +62,9 @@ def build_data(out):
 
 def count_pairs(tracks) -> int:
     """The training pairs of pretrain/region_tracker on ``tracks``, as its data source builds them."""
-    from vissl.data import DATASET_SOURCE_MAP
+    from vissl_ext.config import compose_config  # first: vissl_ext's fixes apply as VISSL is imported
 
-    from vissl_ext.config import compose_config
+    from vissl.data import DATASET_SOURCE_MAP
 
     cfg = compose_config(["config=pretrain/region_tracker", f"config.DATA.TRAIN.DATA_PATHS=[{tracks}]"])[1]
     return len(DATASET_SOURCE_MAP["video_region_pairs"](cfg, "video_region_pairs", tracks, "TRAIN", "check"))
