@@ -120,6 +120,14 @@ def test_two_processes_gloo_spawned_workers_then_two_nodes(video_frames_dir, tmp
          f"config.CHECKPOINT.DIR={tmp_path}/ck2", "config.DATA.TRAIN.DATA_LIMIT=16"], tmp_path / "slurm",
         record_writes=record)
     assert_job_succeeded(job, node0, node1)
+    # checkpoints and log.txt written once, by rank 0; rank 1 logs to its own file
+    writes = [line.split() for line in record.read_text().splitlines()]
+    ck2 = str(tmp_path / "ck2")
+    assert [(r, kind, p) for r, _, kind, p in writes if kind == "checkpoint"] == [
+        ("0", "checkpoint", f"{ck2}/model_final_checkpoint_phase0.torch")]
+    logs = {(r, pid, p) for r, pid, kind, p in writes if kind == "log"}
+    assert {(r, p) for r, _, p in logs} == {("0", f"{ck2}/log.txt"), ("1", f"{ck2}/log_rank1.txt")}
+    assert len({pid for _, pid, p in logs if p.endswith("/log.txt")}) == 1
     # both nodes trained: one rank each, in one world of 2; and the same weights, bit for bit, as the
     # 2 processes of one node (same seed, same ranks: the same samples, augmentations and all-reduce)
     assert "world_size: 2, rank: 0" in (tmp_path / "ck2" / "log.txt").read_text()
@@ -129,14 +137,6 @@ def test_two_processes_gloo_spawned_workers_then_two_nodes(video_frames_dir, tmp
     assert sorted(one_node) == sorted(two_nodes) and len(one_node) > 300
     diff = max(float((one_node[k].double() - two_nodes[k].double()).abs().max()) for k in one_node if one_node[k].numel())
     assert diff == 0.0 and all(torch.equal(one_node[k], two_nodes[k]) for k in one_node), f"max abs difference {diff}"
-    # checkpoints and log.txt written once, by rank 0; rank 1 logs to its own file
-    writes = [line.split() for line in record.read_text().splitlines()]
-    ck2 = str(tmp_path / "ck2")
-    assert [(r, kind, p) for r, _, kind, p in writes if kind == "checkpoint"] == [
-        ("0", "checkpoint", f"{ck2}/model_final_checkpoint_phase0.torch")]
-    logs = {(r, pid, p) for r, pid, kind, p in writes if kind == "log"}
-    assert {(r, p) for r, _, p in logs} == {("0", f"{ck2}/log.txt"), ("1", f"{ck2}/log_rank1.txt")}
-    assert len({pid for _, pid, p in logs if p.endswith("/log.txt")}) == 1
     # our console lines come from rank 0 only (each node's console: its task's stdout)
     ours = ("data:", "model:", "train:", "iter ", "trained ", "done:")
     assert "iter 2/2  loss " in node0 and "batch 4 x 2 processes" in node0
