@@ -85,7 +85,7 @@ def train(out, tracks, knn_train, knn_val, procs, pairs, batch=32):
     args = ["config=pretrain/region_tracker", f"config.DATA.TRAIN.DATA_PATHS=[{tracks}]", f"config.CHECKPOINT.DIR={ck}",
             "config.CHECKPOINT.OVERWRITE_EXISTING=true", "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1000",
             f"config.DISTRIBUTED.NUM_PROC_PER_NODE={procs}", f"config.DATA.TRAIN.DATA_LIMIT={limit}",
-            f"config.OPTIMIZER.num_epochs={epochs}", "config.LOG_FREQUENCY=10", "config.MONITOR.ENABLED=true",
+            f"config.OPTIMIZER.num_epochs={epochs}", "config.LOG_FREQUENCY=1", "config.MONITOR.ENABLED=true",
             "config.MONITOR.EVERY_N_EPOCHS=0", f"config.MONITOR.KNN.TRAIN={knn_train}", f"config.MONITOR.KNN.VAL={knn_val}"]
     console = tool("run_distributed_engines.py", *args, log=os.path.join(out, f"train_{procs}gpu.log"))
     rows = [json.loads(x) for x in open(os.path.join(ck, "stdout.json")) if x.strip()]
