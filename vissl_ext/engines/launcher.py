@@ -55,8 +55,8 @@ class VisslExtSlurmJob(dl._ResumableSlurmJob):
 
     def checkpoint(self):
         """This job, to be requeued. Also stops this node's workers: SLURM ends every process of a
-        requeued job, but where the signal reaches the task alone (submitit's local executor,
-        ``--signal=B:USR2``) VISSL's spawned workers would train on while the task waits for them."""
+        requeued job, but where the signal reaches the task alone (submitit's local executor sends
+        it to its tasks only) VISSL's spawned workers would train on while the task waits for them."""
         import multiprocessing
 
         import submitit
