@@ -1,5 +1,6 @@
 """pretrain/region_tracker end to end on ../shared/data: real frames, real selective search, the
-Region Tracker's tracks, VISSL's launcher (1 and 2 gloo processes), resume, host benchmark load."""
+Region Tracker's tracks, VISSL's launcher (1 and 2 gloo processes; 2 nodes preempted and requeued),
+host benchmark load."""
 import json
 import math
 import os
@@ -7,7 +8,7 @@ import os
 import pytest
 import torch
 
-from vissl_ext_testing import QUEUE_DUMP_PLUGIN, compose, run_engine
+from vissl_ext_testing import QUEUE_DUMP_PLUGIN, assert_job_succeeded, compose, run_engine, run_two_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -77,23 +78,44 @@ def test_two_processes_keep_queues_identical(tracks, tmp_path):
     assert all(torch.allclose(r0[k], r1[k], atol=1e-6) for k in enc[:20])
 
 
-def test_resume_restores_queues_and_encoder(region_tracker_resumed):
-    """One step per phase (8 samples, batch 8) and momentum 0.9: the resumed step's momentum
-    update starts from the saved encoder, so the final encoder is exactly 0.9 * saved encoder +
-    0.1 * saved trunk (a rebuilt encoder would be the trunk; a skipped update, the saved one).
-    The run and its resume (tests/conftest.py) are shared with the monitor's test, which has the
-    monitor on: it evaluates the trunk, the loss state is none of its business."""
-    r = region_tracker_resumed
-    ck, m = r.ck, r.momentum
-    for rc, out in (r.first, r.second):
-        assert rc == 0, out[-3000:]
-    out = r.second[1]
-    saved = torch.load(ck / "model_phase0.torch", map_location="cpu")["classy_state_dict"]
+def test_two_nodes_preempted_while_saving_are_requeued_and_resume(tracks, tmp_path, capsys):
+    """2 nodes (run_two_nodes: the launcher's SLURM route on submitit's LocalExecutor), one step per
+    phase (8 samples, batch 4 x 2 ranks), momentum 0.9. The final checkpoint's write is cut short
+    in place and SIGUSR2 (SLURM's preemption signal, as submitit handles it) reaches node 0's task:
+    VisslExtSlurmJob.checkpoint() returns the job to requeue, the requeued job moves the corrupt
+    final checkpoint aside and resumes from model_phase0.torch. The resumed step's momentum update
+    starts from the saved encoder, so the final encoder is exactly 0.9 * saved encoder + 0.1 *
+    saved trunk (a rebuilt encoder would be the trunk; a skipped update, the saved one), and the
+    queues keep the keys saved before the stop."""
+    ck = tmp_path / "ck"
+    m = 0.9
+    # a region queue large enough that phase 1 cannot wrap over the keys of phase 0
+    job, (node0, node1) = run_two_nodes(
+        base(tracks, ck, "config.OPTIMIZER.num_epochs=2", "config.LOSS.temporal_contrastive_loss.region_queue_size=1024",
+             f"config.LOSS.temporal_contrastive_loss.momentum={m}"), tmp_path / "slurm",
+        preempt_at_save=f"2:{tmp_path / 'preempted'}")
+    assert_job_succeeded(job, node0, node1)
+    (submitted,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("submitted: ")]
+    assert submitted == (f"submitted: job {job.job_id} (2 nodes x 1 process), logs in {tmp_path / 'slurm'}; "
+                         f"watch: tail -f {tmp_path / 'slurm'}/{job.job_id}_0_log.out")
+    # preempted once, requeued through checkpoint(), both nodes started again
+    assert (tmp_path / "preempted").exists() and not (tmp_path / "preempted.not_stopped").exists()
+    first, requeued = node0.split("Starting with JobEnvironment")[1:]
+    assert "Caught signal SIGUSR2" in first and "Calling checkpoint method" in first and "Requeued job" in first
+    assert node1.count("Starting with JobEnvironment") == 2
+    # the corrupt final checkpoint was moved aside, training resumed from phase 0 and trained phase 1
+    # only: no step before the last valid checkpoint ran twice
+    assert f"Resume from file: {ck}/model_phase0.torch" in requeued
+    assert "train:  2 iterations, resuming at 1 " in requeued
+    assert [x.split()[1] for x in requeued.splitlines() if x.startswith("iter ")] == ["2/2"]
+    assert (ck / "model_final_checkpoint_phase1.torch.corrupt").is_file()
+    saved = torch.load(ck / "model_phase0.torch", map_location="cpu", weights_only=True)["classy_state_dict"]
     phase0 = saved["loss"]
-    assert "Resume from file" in out and "model_phase0.torch" in out  # kept on the quiet console
-    final = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu")["classy_state_dict"]["loss"]
+    last = torch.load(ck / "model_final_checkpoint_phase1.torch", map_location="cpu", weights_only=True)
+    assert last["iteration"] == 2
+    final = last["classy_state_dict"]["loss"]
     n = int(phase0["queue_ptr"])
-    assert n == 8 and int(final["queue_ptr"]) == 16
+    assert n == 8 and int(final["queue_ptr"]) == 16  # 4 keys x 2 ranks per step, gathered
     # keys written before the stop survive in the resumed queue (a fresh queue would be random)
     assert torch.equal(final["queue"][:, :n], phase0["queue"][:, :n])
     r = int(phase0["region_queue_ptr"])

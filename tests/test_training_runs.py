@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from vissl_ext_testing import REPO, run_engine, shared_path
+from vissl_ext_testing import REPO, assert_job_succeeded, run_engine, run_two_nodes, shared_path
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +22,18 @@ def losses(ckpt_dir):
 def trunk_of(path):
     ck = torch.load(path, map_location="cpu")
     return ck["classy_state_dict"]["base_model"]["model"]["trunk"]
+
+
+def state_tensors(path):
+    """Every tensor of a checkpoint's classy_state_dict (model, optimizer, loss: queues, momentum encoder)."""
+    def walk(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from walk(v, f"{prefix}{k}.")
+            elif isinstance(v, torch.Tensor):
+                yield f"{prefix}{k}", v
+
+    return dict(walk(torch.load(path, map_location="cpu", weights_only=True)["classy_state_dict"]))
 
 
 def assert_quiet_console(out, ckpt_dir, iterations):
@@ -58,7 +70,7 @@ SECRETS = {"MY_API_TOKEN": "tok-5f0c9a", "AWS_SECRET_ACCESS_KEY": "aws-77e1b2", 
            "HF_AUTH": "auth-0b6e53", "SESSION_COOKIE": "ck-9a42f1"}
 
 
-def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
+def test_two_processes_gloo_spawned_workers_then_two_nodes(video_frames_dir, tmp_path):
     # spawn: each worker re-imports the launcher module, so registration must happen there too.
     # Secret-looking variables are set: VISSL dumps the environment, masked by vissl_ext.
     rc, out = run_engine(["config=pretrain/tiny/frame_temporal_cpu",
@@ -92,6 +104,37 @@ def test_two_processes_gloo_spawned_workers(video_frames_dir, tmp_path):
     for f in files:
         data = open(f, "rb").read()
         assert not any(v.encode() in data for v in SECRETS.values()), f
+
+    # the same training on 2 "nodes" of 1 process (issue 23): the launcher's SLURM route, on submitit's
+    # LocalExecutor with one task per node (tests/vissl_ext_testing.py run_two_nodes)
+    record = tmp_path / "writes.txt"
+    job, (node0, node1) = run_two_nodes(
+        ["config=pretrain/tiny/frame_temporal_cpu", f"config.DATA.TRAIN.DATA_PATHS=[{video_frames_dir}/manifest.json]",
+         f"config.CHECKPOINT.DIR={tmp_path}/ck2", "config.DATA.TRAIN.DATA_LIMIT=16"], tmp_path / "slurm",
+        record_writes=record)
+    assert_job_succeeded(job, node0, node1)
+    # checkpoints and log.txt written once, by rank 0; rank 1 logs to its own file
+    writes = [line.split() for line in record.read_text().splitlines()]
+    ck2 = str(tmp_path / "ck2")
+    assert [(r, kind, p) for r, _, kind, p in writes if kind == "checkpoint"] == [
+        ("0", "checkpoint", f"{ck2}/model_final_checkpoint_phase0.torch")]
+    logs = {(r, pid, p) for r, pid, kind, p in writes if kind == "log"}
+    assert {(r, p) for r, _, p in logs} == {("0", f"{ck2}/log.txt"), ("1", f"{ck2}/log_rank1.txt")}
+    assert len({pid for _, pid, p in logs if p.endswith("/log.txt")}) == 1
+    # both nodes trained: one rank each, in one world of 2; and the same weights, bit for bit, as the
+    # 2 processes of one node (same seed, same ranks: the same samples, augmentations and all-reduce)
+    assert "world_size: 2, rank: 0" in (tmp_path / "ck2" / "log.txt").read_text()
+    assert "world_size: 2, rank: 1" in (tmp_path / "ck2" / "log_rank1.txt").read_text()
+    one_node = state_tensors(tmp_path / "ck" / "model_final_checkpoint_phase0.torch")
+    two_nodes = state_tensors(tmp_path / "ck2" / "model_final_checkpoint_phase0.torch")
+    assert sorted(one_node) == sorted(two_nodes) and len(one_node) > 300
+    diff = max(float((one_node[k].double() - two_nodes[k].double()).abs().max()) for k in one_node if one_node[k].numel())
+    assert diff == 0.0 and all(torch.equal(one_node[k], two_nodes[k]) for k in one_node), f"max abs difference {diff}"
+    # our console lines come from rank 0 only (each node's console: its task's stdout)
+    ours = ("data:", "model:", "train:", "iter ", "trained ", "done:")
+    assert "iter 2/2  loss " in node0 and "batch 4 x 2 processes" in node0
+    assert not [x for x in node1.splitlines() if x.startswith(ours)], node1
+    assert not [x for x in node0.splitlines() + node1.splitlines() if x.startswith(("INFO ", "{"))]
 
 
 def test_videos_read_directly_with_a_broken_file_still_train(tmp_path):

@@ -84,7 +84,8 @@ def run_engine(overrides, cwd, timeout=600, env=None):
 
 FAULT_INJECTION_DIR = os.path.join(REPO, "tests", "fault_injection")
 _FAULTS = {"sigkill_at_save": "VISSL_EXT_TEST_SIGKILL_AT_SAVE", "kill_shard": "VISSL_EXT_TEST_KILL_SHARD",
-           "hold_shard": "VISSL_EXT_TEST_HOLD_SHARD"}
+           "hold_shard": "VISSL_EXT_TEST_HOLD_SHARD", "preempt_at_save": "VISSL_EXT_TEST_PREEMPT_AT_SAVE",
+           "record_writes": "VISSL_EXT_TEST_RECORD_WRITES"}
 
 
 def fault_injection_env(base=None, **faults):
@@ -92,8 +93,10 @@ def fault_injection_env(base=None, **faults):
     starts, with real faults injected by tests/fault_injection/sitecustomize.py:
     ``sigkill_at_save=N`` (SIGKILL of the process group halfway through its N-th checkpoint
     write), ``kill_shard=K`` (SIGKILL of array task K before it writes its marker),
-    ``hold_shard="K:PATH"`` (array task K waits for the file PATH before its work). Without
-    faults: ``base`` less any fault left in it."""
+    ``hold_shard="K:PATH"`` (array task K waits for the file PATH before its work),
+    ``preempt_at_save="N:MARKER"`` (the N-th checkpoint write is left half-written and SIGUSR2 goes to
+    the writer's parent, once), ``record_writes=PATH`` (checkpoint writes and log files opened,
+    with their rank, appended to PATH). Without faults: ``base`` less any fault left in it."""
     env = {k: v for k, v in dict(os.environ if base is None else base).items() if k not in _FAULTS.values()}
     unknown = set(faults) - set(_FAULTS)
     assert not unknown, f"unknown faults {unknown}: {sorted(_FAULTS)}"
@@ -331,3 +334,55 @@ def queue_dump_env(folder) -> dict:
         f.write(QUEUE_DUMP_PLUGIN)
     return {"VISSL_EXT_PLUGINS": "queue_dump_plugin", "DUMP_DIR": str(folder),
             "PYTHONPATH": os.pathsep.join([plug, os.environ.get("PYTHONPATH", "")])}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def run_two_nodes(overrides, folder, timeout=900, **faults):
+    """A training job of 2 "nodes" on this machine through the launcher's SLURM route
+    (``submit_on_slurm``: the real ``VisslExtSlurmJob`` and VISSL's ``launch_distributed``), on
+    submitit's LocalExecutor: one task per node, each a node through its global rank
+    (NUM_NODES=2, NUM_PROC_PER_NODE=1, gloo over tcp). ``faults``: as :func:`fault_injection_env`,
+    for the job's processes. Waits for the job (requeues included); returns (job, [stdout of task
+    0, of task 1]), each holding every attempt."""
+    import time
+
+    from vissl_ext.engines.launcher import submit_on_slurm
+
+    cfg = compose(*overrides, "config.DISTRIBUTED.NUM_NODES=2", "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
+                  "config.SLURM.USE_SLURM=true", f"config.SLURM.LOG_FOLDER={folder}", "config.SLURM.TIME_HOURS=1",
+                  f"config.SLURM.PORT_ID={free_port()}")
+    env = fault_injection_env(**faults)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)  # this checkout in the tasks
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)  # the executor hands its own environment to the tasks
+    try:
+        job = submit_on_slurm(cfg, "train", cluster="local")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    deadline = time.time() + timeout
+    while not job.done() and time.time() < deadline:
+        time.sleep(1)
+    if not job.done():
+        job.cancel()
+    outs = [open(os.path.join(str(folder), f"{job.job_id}_{i}_log.out")).read() for i in range(2)]
+    return job, outs
+
+
+def assert_job_succeeded(job, *outputs):
+    """Every task of a submitit job ended well; else fails with the end of each task's stdout and stderr."""
+    try:
+        assert job.done(), f"job {job.job_id} still running at the test's deadline (cancelled)"
+        job.results()
+    except Exception as e:
+        errs = [t.stderr() or "" for t in getattr(job, "_sub_jobs", [])] or [job.stderr() or ""]
+        pytest.fail(f"{type(e).__name__}: {str(e)[-2000:]}\n" + "\n".join(o[-2000:] for o in (*outputs, *errs)),
+                    pytrace=False)

@@ -12,7 +12,14 @@ environment variables that only this file reads:
 - ``VISSL_EXT_TEST_KILL_SHARD=K``: SIGKILL the array task of shard K
   (``vissl_ext.cli.shard_jobs.run_shard``) after its work, when it is about to write its marker;
 - ``VISSL_EXT_TEST_HOLD_SHARD=K:PATH``: the array task of shard K waits until the file PATH exists
-  (at most 120 s) before its work (a job still pending or running when the command is rerun).
+  (at most 120 s) before its work (a job still pending or running when the command is rerun);
+- ``VISSL_EXT_TEST_PREEMPT_AT_SAVE=N:MARKER``: once per test (MARKER is created), the N-th checkpoint
+  write of a process leaves the first half of the file at its final path (what a kill mid-write
+  leaves where writes are not atomic) and sends SIGUSR2, SLURM's preemption signal as submitit
+  handles it, to the process's parent (a node's task of a submitit job), then waits to be stopped
+  (``MARKER.not_stopped`` if that took 120 s);
+- ``VISSL_EXT_TEST_RECORD_WRITES=PATH``: not a fault, a record: every checkpoint write and every
+  log file VISSL's logging opens appends ``<rank> <pid> checkpoint|log <path>`` to PATH.
 
 The real functions run; the patch is applied when the module is first imported (an import hook:
 at start-up ``vissl_ext`` is not importable yet, sys.path gets the checkout later).
@@ -27,6 +34,8 @@ import sys
 SIGKILL_AT_SAVE = "VISSL_EXT_TEST_SIGKILL_AT_SAVE"
 KILL_SHARD = "VISSL_EXT_TEST_KILL_SHARD"
 HOLD_SHARD = "VISSL_EXT_TEST_HOLD_SHARD"
+PREEMPT_AT_SAVE = "VISSL_EXT_TEST_PREEMPT_AT_SAVE"
+RECORD_WRITES = "VISSL_EXT_TEST_RECORD_WRITES"
 
 
 class _KillHalfway:
@@ -66,6 +75,63 @@ def _patch_checkpoints(mod, kill_at: int):
             torch.save = real_torch_save
 
     mod.save_torch_atomic = save_torch_atomic
+
+
+def _preempt_at_save(mod, at: int, marker: str):
+    real_save, saves = mod.save_torch_atomic, [0]
+
+    def save_torch_atomic(obj, path):
+        saves[0] += 1
+        if saves[0] != at or os.path.exists(marker):
+            return real_save(obj, path)
+        import io
+        import time
+
+        import torch
+
+        open(marker, "w").close()
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        with open(path, "wb") as f:  # in place, cut short
+            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        os.kill(os.getppid(), signal.SIGUSR2)
+        time.sleep(120)  # the job stops this process (VisslExtSlurmJob.checkpoint)
+        open(marker + ".not_stopped", "w").close()
+        os._exit(1)
+
+    mod.save_torch_atomic = save_torch_atomic
+
+
+def _rank() -> str:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return str(torch.distributed.get_rank())
+    return os.environ.get("RANK", "-")
+
+
+def _record(record: str, kind: str, path: str):
+    with open(record, "a") as f:
+        f.write(f"{_rank()} {os.getpid()} {kind} {path}\n")
+
+
+def _record_checkpoints(mod, record: str):
+    real_save = mod.save_torch_atomic
+
+    def save_torch_atomic(obj, path):
+        _record(record, "checkpoint", path)
+        return real_save(obj, path)
+
+    mod.save_torch_atomic = save_torch_atomic
+
+
+def _record_logs(mod, record: str):
+    real_stream = mod._cached_log_stream
+
+    def _cached_log_stream(filename):
+        _record(record, "log", filename)
+        return real_stream(filename)
+
+    mod._cached_log_stream = _cached_log_stream
 
 
 def _patch_shard_jobs(mod, kill_shard=None, hold=None):
@@ -127,10 +193,19 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 def _install():
-    patches = {}
+    patches, on_checkpoints = {}, []
     if os.environ.get(SIGKILL_AT_SAVE):
         n = int(os.environ[SIGKILL_AT_SAVE])
-        patches["vissl_ext.utils.checkpoints"] = lambda m: _patch_checkpoints(m, n)
+        on_checkpoints.append(lambda m: _patch_checkpoints(m, n))
+    if os.environ.get(PREEMPT_AT_SAVE):
+        n, marker = os.environ[PREEMPT_AT_SAVE].split(":", 1)
+        on_checkpoints.append(lambda m: _preempt_at_save(m, int(n), marker))
+    if os.environ.get(RECORD_WRITES):
+        record = os.environ[RECORD_WRITES]
+        on_checkpoints.append(lambda m: _record_checkpoints(m, record))  # last: records the faulty writes too
+        patches["vissl.utils.logger"] = lambda m: _record_logs(m, record)
+    if on_checkpoints:
+        patches["vissl_ext.utils.checkpoints"] = lambda m: [patch(m) for patch in on_checkpoints]
     if os.environ.get(KILL_SHARD) or os.environ.get(HOLD_SHARD):
         k = int(os.environ[KILL_SHARD]) if os.environ.get(KILL_SHARD) else None
         hold = os.environ[HOLD_SHARD].split(":", 1) if os.environ.get(HOLD_SHARD) else None

@@ -24,55 +24,89 @@ from vissl_ext.engines.preflight import check_before_launch, stamp_validated
 from vissl_ext.registry import hook_generator
 from vissl_ext.utils.atomic_io import write_json_atomic
 from vissl_ext.utils.checkpoints import RUN_INFO
+from vissl.utils import distributed_launcher as dl
 
 # at import: spawned workers re-import the launcher's main module, SLURM jobs unpickle from here
 _install_quiet_console()
 
 
-def _slurm_job_class():
-    from vissl.utils import distributed_launcher as dl
+class VisslExtSlurmJob(dl._ResumableSlurmJob):
+    """VISSL's resumable SLURM job, launching with our hook generator: one task per node, node
+    id = the task's global rank. Pickled by reference, so unpickling on a node imports this module
+    (fixes, registration, the quiet console). On preemption or at the time limit submitit calls
+    :meth:`checkpoint` in rank 0 and requeues what it returns; the requeued job resumes from the
+    last valid checkpoint of the folder (VISSL's AUTO_RESUME through vissl_ext.utils.checkpoints)."""
 
-    class VisslExtSlurmJob(dl._ResumableSlurmJob):
-        """VISSL's resumable SLURM job, launching with our hook generator. Pickled by
-        reference, so unpickling on the node imports vissl_ext (fixes + registration)."""
+    def __call__(self):
+        import submitit
 
-        def __call__(self):
-            import submitit
+        env = submitit.JobEnvironment()
+        self.config.DISTRIBUTED.INIT_METHOD = "tcp"
+        self.config.DISTRIBUTED.RUN_ID = f"{env.hostnames[0]}:{self.config.SLURM.PORT_ID}"
+        # the node's workers are spawned by VISSL (torch.multiprocessing.spawn): with submitit's
+        # module as their __main__ they would unpickle VISSL before vissl_ext (no fixes, nothing
+        # registered); our worker, pickled by reference to this module, imports it first
+        host_worker, dl._distributed_worker = dl._distributed_worker, _node_worker
+        try:
+            dl.launch_distributed(cfg=self.config, node_id=env.global_rank, engine_name=self.engine_name,
+                                  hook_generator=hook_generator)
+        finally:
+            dl._distributed_worker = host_worker
 
-            env = submitit.JobEnvironment()
-            self.config.DISTRIBUTED.INIT_METHOD = "tcp"
-            self.config.DISTRIBUTED.RUN_ID = f"{env.hostnames[0]}:{self.config.SLURM.PORT_ID}"
-            dl.launch_distributed(cfg=self.config, node_id=env.global_rank,
-                                  engine_name=self.engine_name, hook_generator=hook_generator)
+    def checkpoint(self):
+        """This job, to be requeued. Also stops this node's workers: SLURM ends every process of a
+        requeued job, but where the signal reaches the task alone (submitit's local executor sends
+        it to its tasks only) VISSL's spawned workers would train on while the task waits for them."""
+        import multiprocessing
 
-        def checkpoint(self):
-            import submitit
+        import submitit
 
-            return submitit.helpers.DelayedSubmission(VisslExtSlurmJob(self.engine_name, self.config))
-
-    VisslExtSlurmJob.__qualname__ = "VisslExtSlurmJob"
-    return VisslExtSlurmJob
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        return submitit.helpers.DelayedSubmission(VisslExtSlurmJob(self.engine_name, self.config))
 
 
-VisslExtSlurmJob = None  # created lazily (needs vissl imported); module attribute for pickling
+def _node_worker(*args, **kwargs):
+    """VISSL's worker, in a process that imported this module (see VisslExtSlurmJob.__call__)."""
+    return _HOST_WORKER(*args, **kwargs)
+
+
+_HOST_WORKER = dl._distributed_worker
+
+
+def submit_on_slurm(config, engine_name: str, cluster: str = "slurm"):
+    """Submit ``VisslExtSlurmJob`` with the executor parameters VISSL's own
+    ``launch_distributed_on_slurm`` derives from config.SLURM and config.DISTRIBUTED; prints one
+    line (job id, log folder, how to watch it) and returns the submitit job. ``cluster="local"``:
+    submitit's LocalExecutor on this machine, one task per node (each task is a node through its
+    global rank), which is how the tests run the multi-node route."""
+    import submitit
+
+    folder = config.SLURM.LOG_FOLDER
+    os.makedirs(folder, exist_ok=True)
+    nodes, procs = int(config.DISTRIBUTED.NUM_NODES), int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
+    gpus = procs if config.MACHINE.DEVICE == "gpu" else 0
+    timeout_min = config.SLURM.TIME_HOURS * 60 + config.SLURM.TIME_MINUTES
+    if cluster == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=timeout_min, tasks_per_node=nodes, gpus_per_node=gpus * nodes)
+    else:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        executor.update_parameters(
+            name=config.SLURM.NAME, slurm_comment=config.SLURM.COMMENT, slurm_partition=config.SLURM.PARTITION,
+            slurm_constraint=config.SLURM.CONSTRAINT, timeout_min=timeout_min, nodes=nodes,
+            cpus_per_task=config.SLURM.NUM_CPU_PER_PROC * procs, tasks_per_node=1, gpus_per_node=gpus,
+            mem_gb=config.SLURM.MEM_GB, slurm_additional_parameters=dict(config.SLURM.ADDITIONAL_PARAMETERS or {}))
+    job = executor.submit(VisslExtSlurmJob(engine_name=engine_name, config=config))
+    watch = f"squeue -j {job.job_id}; " if cluster == "slurm" else ""
+    print(f"submitted: job {job.job_id} ({nodes} node{'s' if nodes > 1 else ''} x {procs} process"
+          f"{'es' if procs > 1 else ''}), logs in {folder}; watch: {watch}tail -f {job.paths.stdout}", flush=True)
+    return job
 
 
 def launch(args, config):
-    from vissl.utils import distributed_launcher as dl
-
     if config.SLURM.USE_SLURM:
-        from vissl.utils.slurm import is_submitit_available
-
-        assert is_submitit_available(), "Please 'pip install submitit' to schedule jobs on SLURM"
-        global VisslExtSlurmJob
-        VisslExtSlurmJob = VisslExtSlurmJob or _slurm_job_class()
-        # reuse VISSL's submission code (executor parameters from config.SLURM), with our job
-        original = dl._ResumableSlurmJob
-        dl._ResumableSlurmJob = VisslExtSlurmJob
-        try:
-            return dl.launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
-        finally:
-            dl._ResumableSlurmJob = original
+        return submit_on_slurm(config, args.engine_name)
     return dl.launch_distributed(cfg=config, node_id=args.node_id, engine_name=args.engine_name,
                                  hook_generator=hook_generator)
 
