@@ -140,17 +140,20 @@ def bench_sequences(args, trunk, work):
     if not args.skip_before:
         res["before_equals_after_bitwise"], res["max_abs_difference"] = bool(equal), max_diff
         res["propagation_speedup"] = round(stages["propagation_before"] / stages["propagation_after"], 2)
-    if args.tiles:
-        feats, small = next(iter(feats_by_seq.values()))
-        ref, res["tiles"] = None, {}
-        for tile in args.tiles:
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                got = propagate_labels(feats, small, tile=tile)
-            _sync(args.device)
-            ref = got if ref is None else ref
-            res["tiles"][tile] = {"propagation_seconds_per_frame": round((time.perf_counter() - t0) / len(feats), 3),
-                                  "equal_to_first_tile": bool(torch.equal(ref, got))}
+    return res, next(iter(feats_by_seq.values()))
+
+
+def bench_tiles(args, feats, small):
+    """Propagation seconds per frame at each block size, on one sequence's features (equal results)."""
+    ref, res = None, {}
+    for tile in args.tiles:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            got = propagate_labels(feats, small, tile=tile)
+        _sync(args.device)
+        ref = got if ref is None else ref
+        res[tile] = {"propagation_seconds_per_frame": round((time.perf_counter() - t0) / len(feats), 3),
+                     "equal_to_first_tile": bool(torch.equal(ref, got))}
     return res
 
 
@@ -194,10 +197,14 @@ def main():
     trunk, _ = pc.build_trunk(pc.parse_args([SHARED, "--out", "unused", "--random-init", "--device", args.device]))
     res = {"device": args.device, "torch_threads": torch.get_num_threads(), "short_side": args.short_side,
            "load_average_before": os.getloadavg()}
-    with tempfile.TemporaryDirectory() as work:
-        res["sequences"] = bench_sequences(args, trunk, work)
+    with tempfile.TemporaryDirectory() as work:  # each part printed when done: a long run shows its first ones
+        res["sequences"], first_seq = bench_sequences(args, trunk, work)
+        print(json.dumps({"sequences": res["sequences"], "load_average": os.getloadavg()}), flush=True)
         if args.long:
             res["long"] = bench_long(args, work)
+            print(json.dumps({"long": res["long"], "load_average": os.getloadavg()}), flush=True)
+        if args.tiles:
+            res["tiles"] = bench_tiles(args, *first_seq)
     res["load_average_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
 
