@@ -3,7 +3,9 @@
 pipeline and the share of that time outside the trunk, with the windowed propagation of the
 package (after) and the previous one (before: each target row against every column of the
 context rows in reach, masked afterwards; kept below as the baseline), on the same res4
-features in the same run. The two results must be equal (checked, bit for bit).
+features in the same run. The two take the same products, but the BLAS sums a product in another
+order for other matrix shapes, so they agree up to float rounding: the largest probability
+difference and the feature cells whose label differs are reported.
 
     python benchmarks/bench_propagation.py                            # shared DAVIS-2016 sequences, short side 240
     python benchmarks/bench_propagation.py --tiles 4 6 8 12 16         # + the block size, on the first sequence
@@ -93,7 +95,7 @@ def bench_sequences(args, trunk, work):
     root = os.path.join(SHARED, "video_davis2016_sample")
     stages = {"decode": 0.0, "trunk": 0.0, "after_propagation": 0.0, "propagation_before": 0.0,
               "propagation_after": 0.0}
-    frames_total, per_seq, equal, max_diff, feats_by_seq = 0, {}, True, 0.0, {}
+    frames_total, per_seq, equal, max_diff, cells_differ, feats_by_seq = 0, {}, True, 0.0, 0, {}
     for seq in dd.sequences(root):
         paths = dd.frame_paths(root, seq)[:args.max_frames]
         t0 = time.perf_counter()
@@ -121,6 +123,7 @@ def bench_sequences(args, trunk, work):
                 stages["propagation_before"] += time.perf_counter() - t0
                 equal &= torch.equal(before, after)
                 max_diff = max(max_diff, (before - after).abs().max().item())
+                cells_differ += int((before.argmax(1) != after.argmax(1)).sum())
         t0 = time.perf_counter()
         preds = _after_propagation(after, first, ids, frames[0].shape[:2], os.path.join(work, seq), paths)
         stages["after_propagation"] += time.perf_counter() - t0
@@ -139,12 +142,13 @@ def bench_sequences(args, trunk, work):
                       "propagation_seconds_per_frame": round(stages[f"propagation_{which}"] / frames_total, 3)}
     if not args.skip_before:
         res["before_equals_after_bitwise"], res["max_abs_difference"] = bool(equal), max_diff
+        res["feature_cells_whose_label_differs"] = cells_differ
         res["propagation_speedup"] = round(stages["propagation_before"] / stages["propagation_after"], 2)
     return res, next(iter(feats_by_seq.values()))
 
 
 def bench_tiles(args, feats, small):
-    """Propagation seconds per frame at each block size, on one sequence's features (equal results)."""
+    """Propagation seconds per frame at each block size, on one sequence's features."""
     ref, res = None, {}
     for tile in args.tiles:
         t0 = time.perf_counter()
@@ -153,7 +157,7 @@ def bench_tiles(args, feats, small):
         _sync(args.device)
         ref = got if ref is None else ref
         res[tile] = {"propagation_seconds_per_frame": round((time.perf_counter() - t0) / len(feats), 3),
-                     "equal_to_first_tile": bool(torch.equal(ref, got))}
+                     "max_abs_difference_to_first_tile": (ref - got).abs().max().item()}
     return res
 
 

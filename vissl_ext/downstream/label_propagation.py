@@ -48,7 +48,8 @@ def propagate_labels(feats: torch.Tensor, first_labels: torch.Tensor, context: i
     Computed per ``tile`` x ``tile`` block of target cells against only the context cells some
     cell of the block can reach (the block grown by ``radius``), so the affinities are
     O(context x (tile + 2 radius)^2) per block and never a full frame-by-frame matrix; ``tile``
-    changes the speed, not the result (8 is fastest on CPU in benchmarks/bench_propagation.py)."""
+    changes the speed, and the result only by float rounding (the BLAS may sum a product in another
+    order for other matrix shapes); 8 was fastest on CPU in benchmarks/bench_propagation.py."""
     if feats.dim() != 4 or first_labels.dim() != 3 or feats.shape[2:] != first_labels.shape[1:]:
         raise ValueError(f"features [T, C, h, w] and labels [K, h, w] of the same h, w expected, got "
                          f"{tuple(feats.shape)} and {tuple(first_labels.shape)}")

@@ -44,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=0.07, help="affinity temperature (default 0.07, CRW/VFS)")
     p.add_argument("--radius", type=int, default=12, help="spatial radius in feature cells (default 12, CRW/VFS)")
     p.add_argument("--tile", type=int, default=8,
-                   help="target cells per block side in the affinities: speed only, the result is the same "
+                   help="target cells per block side in the affinities: speed, the result only by float rounding "
                         "(default 8, the fastest on CPU in benchmarks/bench_propagation.py)")
     p.add_argument("--sequences", nargs="+", default=None, help="sequence names (default: all under the root)")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sequence")
