@@ -37,8 +37,10 @@ def test_equals_a_plain_loop(context, topk, radius):
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(5, 8, 6, 7)).astype(np.float32)
     first = np.eye(3)[rng.integers(0, 3, size=(6, 7))].transpose(2, 0, 1)
-    got = propagate_labels(torch.tensor(feats), torch.tensor(first), context, topk, 0.07, radius).numpy()
-    np.testing.assert_allclose(got, _loop(feats.astype(np.float64), first, context, topk, 0.07, radius), atol=1e-4)
+    want = _loop(feats.astype(np.float64), first, context, topk, 0.07, radius)
+    for tile in (1, 3, 8):  # blocks of one cell, blocks that do not divide the 6 x 7 frame, one block for all
+        got = propagate_labels(torch.tensor(feats), torch.tensor(first), context, topk, 0.07, radius, tile=tile)
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-4, err_msg=f"tile {tile}")
 
 
 def test_a_moving_object_is_followed():
@@ -66,3 +68,5 @@ def test_bad_arguments():
         propagate_labels(torch.zeros(2, 3, 4, 5), torch.zeros(2, 4, 6))
     with pytest.raises(ValueError, match="topk >= 1"):
         propagate_labels(torch.zeros(2, 3, 4, 5), torch.zeros(2, 4, 5), topk=0)
+    with pytest.raises(ValueError, match="tile >= 1"):
+        propagate_labels(torch.zeros(2, 3, 4, 5), torch.zeros(2, 4, 5), tile=0)

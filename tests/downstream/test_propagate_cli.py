@@ -71,7 +71,8 @@ def test_user_errors(tmp_path, capsys):
              ([bad], "00000.png: no annotation of the first frame"),
              ([root, "--topk", 0], "--topk"),
              ([root, "--sequences", "nope"], "--sequences"),
-             ([root, "--max-frames", 1], "--max-frames")]
+             ([root, "--max-frames", 1], "--max-frames"),
+             ([root, "--tile", 0], "--tile")]
     for argv, message in cases:
         code, text = run_tool("propagate_labels", [*argv, "--out", tmp_path / "o", "--random-init"], capsys)
         lines = [line for line in text.splitlines() if line.strip()]

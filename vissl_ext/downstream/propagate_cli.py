@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--topk", type=int, default=10, help="affinities kept per cell (default 10, CRW/VFS)")
     p.add_argument("--temperature", type=float, default=0.07, help="affinity temperature (default 0.07, CRW/VFS)")
     p.add_argument("--radius", type=int, default=12, help="spatial radius in feature cells (default 12, CRW/VFS)")
+    p.add_argument("--tile", type=int, default=8,
+                   help="target cells per block side in the affinities: speed, the result only by float rounding "
+                        "(default 8, the fastest on CPU in benchmarks/bench_propagation.py)")
     p.add_argument("--sequences", nargs="+", default=None, help="sequence names (default: all under the root)")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sequence")
     p.add_argument("--short-side", type=int, default=None,
@@ -120,8 +123,8 @@ def run(args) -> dict:
                          f"{args.temperature}, {args.radius}, {args.context})")
     if (args.max_frames is not None and args.max_frames < 2) or (args.short_side is not None and args.short_side < 32):
         raise ValueError(f"--max-frames must be >= 2 and --short-side >= 32 (got {args.max_frames}, {args.short_side})")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size < 1 or args.tile < 1:
+        raise ValueError(f"--batch-size and --tile must be >= 1, got {args.batch_size}, {args.tile}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device here")
     available = dd.sequences(args.root)
@@ -159,7 +162,7 @@ def run(args) -> dict:
         small = F.interpolate(onehot, size=feats.shape[2:], mode="area")[0].to(feats.device)
         with torch.no_grad():
             probs = propagate_labels(feats, small, context=args.context, topk=args.topk,
-                                     temperature=args.temperature, radius=args.radius)
+                                     temperature=args.temperature, radius=args.radius, tile=args.tile)
         os.makedirs(os.path.join(out, seq), exist_ok=True)
         preds = [first]
         for t in range(1, len(paths)):
@@ -182,7 +185,7 @@ def run(args) -> dict:
                "frames": n_frames, "arch": arch, "stride": args.stride, "layer": "res4 (torchvision layer3)",
                "checkpoint": args.checkpoint, "random_init": args.random_init, "seed": args.seed,
                "encoder": args.encoder, "context": args.context, "topk": args.topk, "temperature": args.temperature,
-               "radius": args.radius, "short_side": args.short_side, "max_frames": args.max_frames,
+               "radius": args.radius, "tile": args.tile, "short_side": args.short_side, "max_frames": args.max_frames,
                "device": args.device, "torch_threads": torch.get_num_threads()}
     write_json_atomic(os.path.join(out, "summary.json"), summary, indent=1)
     return summary

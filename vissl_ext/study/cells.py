@@ -3,7 +3,8 @@
 Every model becomes a VISSL checkpoint first (random init from a seed, or the ResNet trunk of a
 checkpoint in any layout vissl_ext.utils.checkpoint_layouts reads, renamed to VISSL's trunk keys), so every evaluation takes the same route as a user's:
 RIS through ``config=benchmark/ris/custom``, linear probes through the host's benchmark config,
-VOC07 SVMs through the host's train_svm flow, ADE20K through tools/train_ade20k_segmentation.py.
+VOC07 SVMs through the host's train_svm flow, ADE20K through tools/train_ade20k_segmentation.py,
+DAVIS label propagation (J&F) through tools/propagate_labels.py.
 A cell's output lives in ``<out>/cells/<model>__<evaluation>/`` (``log.txt`` of the command,
 ``run/`` of its outputs); ``result.json`` is written last, atomically, and marks the cell done.
 """
@@ -167,6 +168,9 @@ def cell_command(study: Study, model: Model, ckpt: str, ev: Evaluation, cdir: st
         flags = [a for a in ev.args]
         return [sys.executable, _tool("train_ade20k_segmentation.py"), "--dataset-root", ev.dataset_root,
                 "--weights", ckpt, "--no-progress", *flags, "OUTPUT_DIR", run]
+    if ev.kind == "davis":
+        return [sys.executable, _tool("propagate_labels.py"), ev.dataset_root, "--checkpoint", ckpt, "--out", run,
+                *ev.args]
     raise ValueError(f"unknown evaluation kind {ev.kind!r}")
 
 
@@ -215,6 +219,14 @@ def parse_result(ev: Evaluation, cdir: str) -> Dict:
         with open(os.path.join(run, "results.json")) as f:
             res = json.load(f)["sem_seg"]
         return {"metrics": {"mIoU": float(res["mIoU"]), "pACC": float(res["pACC"])}}
+    if ev.kind == "davis":
+        with open(os.path.join(run, "summary.json")) as f:
+            res = json.load(f)
+        if res.get("JF_mean") is None:
+            raise CellFailed(f"{run}/summary.json has no J&F (no sequence with every frame annotated)")
+        # in %, as DAVIS results are reported; J and F beside it, table3 shows J&F
+        return {"metrics": {"J&F": 100 * float(res["JF_mean"])}, "J": 100 * float(res["J_mean"]),
+                "F": 100 * float(res["F_mean"]), "seconds_per_frame": res["seconds_per_frame"]}
     raise ValueError(ev.kind)
 
 

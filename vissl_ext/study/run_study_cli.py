@@ -8,12 +8,12 @@
 The study file (format: vissl_ext/study/spec.py, example: configs/study/paper_tables.yaml) lists
 models (VISSL checkpoints, torchvision state dicts, random init with a seed, or models the study
 pretrains itself on its train_data with a seed), evaluations (RIS sets, host linear-probe configs,
-VOC07 SVM, ADE20K, a kNN probe on object folders) and where to compute (local, or SLURM through
-submitit as VISSL's launcher does). Turntable sets named under `generate` are written first.
+VOC07 SVM, ADE20K, a kNN probe on object folders, DAVIS label propagation for J&F) and where to
+compute (local, or SLURM through submitit as VISSL's launcher does). Turntable sets named under `generate` are written first.
 Resumable: a finished training (<out>/train/<model>/result.json) or cell
 (<out>/cells/<model>__<eval>/result.json) is never redone; a failed one is reported with its log
 and the others go on. Writes <out>/table1.{md,csv,png} (RIS Top-K per invariance),
-<out>/table3.{md,csv,png} (downstream, kNN), with seeds paired.{md,csv,json}, and
+<out>/table3.{md,csv,png} (downstream, kNN, DAVIS J&F), with seeds paired.{md,csv,json}, and
 <out>/study_summary.json.
 """
 import logging

@@ -13,6 +13,7 @@
       - {name: ADE20K, kind: ade20k, dataset_root: /data/ADEChallengeData2016, args: [--num-gpus, "8"]}
       - {name: viewpoint, kind: ris, folder: /data/turntable/eval, invariance: viewpoint, config: benchmark/ris/mini}
       - {name: kNN, kind: knn, folder: /data/turntable/eval, config: benchmark/ris/mini, args: [--stride, "6"]}
+      - {name: DAVIS, kind: davis, dataset_root: /data/DAVIS, args: [--short-side, "240"]}  # label propagation, J&F
     compute: {backend: local, jobs: 2}  # or slurm (submitit: partition, time_hours, ...) / submitit_local;
                                         # jobs: local cells run at once (one CPU thread each is best)
     overrides: []                       # VISSL overrides for every VISSL-engine cell (e.g. CPU settings)
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 MODEL_KINDS = ("vissl", "torchvision", "random", "pretrain")
-EVAL_KINDS = ("ris", "linear", "voc07_svm", "ade20k", "knn")
+EVAL_KINDS = ("ris", "linear", "voc07_svm", "ade20k", "knn", "davis")
 BACKENDS = ("local", "slurm", "submitit_local")
 
 
@@ -60,9 +61,10 @@ class Evaluation:
     invariance: str = "custom"  # ris with `folder`: the invariance the manifest names
     config: str = ""  # linear (a host config), voc07_svm (default: the host's VOC07 SVM config),
     #                   ris (default benchmark/ris/custom), knn (a config whose MODEL builds the trunk)
-    dataset_root: str = ""  # ade20k
+    dataset_root: str = ""  # ade20k; davis (a DAVIS-layout folder: JPEGImages/480p, Annotations/480p)
     overrides: List[str] = field(default_factory=list)  # VISSL overrides (ris, linear, voc07_svm)
-    args: List[str] = field(default_factory=list)  # extra command-line words (ade20k: flags, then KEY VALUE pairs; knn: flags)
+    args: List[str] = field(default_factory=list)  # extra command-line words (ade20k: flags, then KEY VALUE pairs;
+    #                                                 knn, davis: flags of their tool)
     metric: str = ""  # linear: head name (default: best head); voc07_svm: layer (default: best layer)
 
 
@@ -149,7 +151,7 @@ def load_study(path: str) -> Study:
             raise StudyError(f"{path}: {what} names must be unique, repeated: {dup}")
     # the file each kind needs: (entries, kind -> attribute); relative paths are made absolute first
     needed = ((models, "models", {"vissl": "checkpoint", "torchvision": "weights"}, ("checkpoint", "weights")),
-              (evals, "evaluations", {"ris": "manifest", "ade20k": "dataset_root", "knn": "folder"},
+              (evals, "evaluations", {"ris": "manifest", "ade20k": "dataset_root", "knn": "folder", "davis": "dataset_root"},
                ("manifest", "dataset_root", "folder")))
     for items, key, by_kind, attrs in needed:
         for i, x in enumerate(items):

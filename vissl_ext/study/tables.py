@@ -1,6 +1,6 @@
 """The paper's tables from cell results: Table 1 (RIS Top-K per invariance) and Table 3
-(downstream, kNN), each as Markdown, CSV and a grouped bar chart with the values on the bars.
-With seeds (several models of one group) a row is a group: mean +- 95% t-interval, the chart has
+(downstream, kNN, DAVIS J&F), each as Markdown, CSV and a grouped bar chart with the values on
+the bars. With seeds (several models of one group) a row is a group: mean +- 95% t-interval, the chart has
 the interval as error bars and every seed as a dot, and ``paired.{md,csv}`` gives each compared
 pair's per-seed differences with their interval."""
 import math
@@ -110,7 +110,7 @@ def _write_text(path: str, text: str) -> str:
 
 def write_tables(results: List[dict], models: Sequence[str], out: str, groups: Optional[Mapping[str, str]] = None,
                  seeds: Optional[Mapping[str, int]] = None, compare: Sequence[Sequence[str]] = ()) -> Dict[str, str]:
-    """table1.{md,csv,png} (RIS) and table3.{md,csv,png} (downstream) for whichever has results.
+    """table1.{md,csv,png} (RIS) and table3.{md,csv,png} (downstream, DAVIS J&F) for whichever has results.
     ``groups`` (model -> method) with a group of several models, or ``compare``: rows per group
     with 95% CIs, and paired.{md,csv,json} of the compared groups (models matched by ``seeds``)."""
     written = {}
@@ -119,7 +119,7 @@ def write_tables(results: List[dict], models: Sequence[str], out: str, groups: O
     paired = []
     for name, kinds, title, ylabel in (
             ("table1", ("ris",), "Top-K Representation Invariance Score (%) (paper Table 1)", "RIS (%)"),
-            ("table3", ("linear", "voc07_svm", "ade20k", "knn"), "Downstream (paper Table 3)", "score")):
+            ("table3", ("linear", "voc07_svm", "ade20k", "knn", "davis"), "Downstream (paper Table 3)", "score")):
         cols, rows = grid(results, models, kinds)
         if not cols:
             continue
