@@ -1,6 +1,7 @@
 """J and F against hand-computed cases and an independent implementation (distance transforms
 instead of dilation), as the DAVIS 2017 evaluation defines them."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -92,6 +93,21 @@ def test_several_objects_first_and_last_frames_not_scored():
     s = summarise({"seq": res})
     assert s["J_mean"] == pytest.approx((1.0 + 2 / 3) / 2) and s["JF_mean"] == pytest.approx((s["J_mean"] + s["F_mean"]) / 2)
     assert s["objects"] == 2
+
+
+def test_a_sequence_too_short_to_score_gives_none_not_nan():
+    """Two frames: DAVIS scores neither (first given, last excluded). That sequence counts in no
+    mean; where nothing at all is scored the means are None (summary.json stays valid JSON)."""
+    g = np.zeros((20, 20), np.uint8)
+    g[5:15, 5:15] = 1
+    short = score_sequence([g, g], [g, g])
+    assert short == {1: {"J": [], "F": []}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        s = summarise({"short": short})
+        assert s["J_mean"] is None and s["F_mean"] is None and s["JF_mean"] is None and s["objects"] == 0
+        both = summarise({"short": short, "long": score_sequence([g] * 3, [g] * 3)})
+    assert both["JF_mean"] == 1.0 and both["objects"] == 1 and sorted(both["sequences"]) == ["long"]
 
 
 def test_shape_mismatch_is_refused():

@@ -72,6 +72,7 @@ def test_user_errors(tmp_path, capsys):
              ([root, "--topk", 0], "--topk"),
              ([root, "--sequences", "nope"], "--sequences"),
              ([root, "--max-frames", 1], "--max-frames"),
+             ([root, "--max-frames", 2], "--max-frames must be >= 3"),  # 2 frames: DAVIS scores none
              ([root, "--tile", 0], "--tile")]
     for argv, message in cases:
         code, text = run_tool("propagate_labels", [*argv, "--out", tmp_path / "o", "--random-init"], capsys)

@@ -83,12 +83,14 @@ def score_sequence(gt_labels: Sequence[np.ndarray], pred_labels: Sequence[np.nda
 
 def summarise(per_sequence: Dict[str, Dict[int, Dict[str, List[float]]]]) -> dict:
     """J-Mean, F-Mean and J&F-Mean over every object of every sequence (each object's mean over
-    its frames first), and the per-sequence means."""
-    objs = [(seq, o, np.mean(v["J"]) if v["J"] else np.nan, np.mean(v["F"]) if v["F"] else np.nan)
-            for seq, by_obj in per_sequence.items() for o, v in by_obj.items()]
-    j = float(np.nanmean([x[2] for x in objs])) if objs else float("nan")
-    f = float(np.nanmean([x[3] for x in objs])) if objs else float("nan")
-    seqs = {seq: {"J": float(np.nanmean([x[2] for x in objs if x[0] == seq])),
-                  "F": float(np.nanmean([x[3] for x in objs if x[0] == seq]))} for seq in per_sequence if
-            any(x[0] == seq for x in objs)}
-    return {"J_mean": j, "F_mean": f, "JF_mean": (j + f) / 2, "objects": len(objs), "sequences": seqs}
+    its frames first), and the per-sequence means. Objects with no scored frame (a sequence of
+    fewer than 3 frames: DAVIS scores none but those between the first and the last) count in
+    neither; where nothing is scored the means are None, never NaN."""
+    objs = [(seq, o, float(np.mean(v["J"])), float(np.mean(v["F"])))
+            for seq, by_obj in per_sequence.items() for o, v in by_obj.items() if v["J"]]
+    mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+    j, f = mean([x[2] for x in objs]), mean([x[3] for x in objs])
+    seqs = {seq: {"J": mean([x[2] for x in objs if x[0] == seq]), "F": mean([x[3] for x in objs if x[0] == seq])}
+            for seq in per_sequence if any(x[0] == seq for x in objs)}
+    return {"J_mean": j, "F_mean": f, "JF_mean": None if j is None else (j + f) / 2, "objects": len(objs),
+            "sequences": seqs}

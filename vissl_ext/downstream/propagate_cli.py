@@ -121,8 +121,9 @@ def run(args) -> dict:
     if args.topk < 1 or args.temperature <= 0 or args.radius < 0 or args.context < 0:
         raise ValueError(f"need --topk >= 1, --temperature > 0, --radius >= 0, --context >= 0 (got {args.topk}, "
                          f"{args.temperature}, {args.radius}, {args.context})")
-    if (args.max_frames is not None and args.max_frames < 2) or (args.short_side is not None and args.short_side < 32):
-        raise ValueError(f"--max-frames must be >= 2 and --short-side >= 32 (got {args.max_frames}, {args.short_side})")
+    if (args.max_frames is not None and args.max_frames < 3) or (args.short_side is not None and args.short_side < 32):
+        # DAVIS scores the frames between the first (given) and the last: 3 frames score one
+        raise ValueError(f"--max-frames must be >= 3 and --short-side >= 32 (got {args.max_frames}, {args.short_side})")
     if args.batch_size < 1 or args.tile < 1:
         raise ValueError(f"--batch-size and --tile must be >= 1, got {args.batch_size}, {args.tile}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
